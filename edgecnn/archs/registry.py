@@ -1,0 +1,101 @@
+"""Architecture registry: ``@register`` on each variant, ``list_archs()``, ``create(name, ...)``.
+
+Every model takes raw 0..255 pixels; :func:`create` puts the normalization inside the graph so the
+converted .tflite takes uint8 pixels directly (and the int8 input quantization is lossless).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from edgecnn.errors import EdgecnnError
+
+# builder(inputs_normalized, num_classes, **options) -> output tensor (softmax probabilities)
+Builder = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    name: str
+    family: str
+    builder: Builder
+    default_size: int  # default input height and width
+    edgetpu: bool  # every op maps to the Edge TPU at full int8
+    doc: str
+
+    def options(self) -> list[str]:
+        params = inspect.signature(self.builder).parameters
+        return [p for p in params if p not in ("x", "num_classes")]
+
+
+_REGISTRY: dict[str, ArchSpec] = {}
+
+
+def register(family: str, default_size: int = 224, edgetpu: bool = True) -> Callable[[Builder], Builder]:
+    """Register a builder under its function name."""
+
+    def wrap(fn: Builder) -> Builder:
+        name = fn.__name__
+        if name in _REGISTRY:
+            raise RuntimeError(f"architecture {name!r} registered twice")
+        doc = (inspect.getdoc(fn) or "").splitlines()[0] if fn.__doc__ else ""
+        _REGISTRY[name] = ArchSpec(name, family, fn, default_size, edgetpu, doc)
+        return fn
+
+    return wrap
+
+
+_NOT_FAMILIES = {"registry", "layers", "common"}
+
+
+def _load_families() -> None:
+    """Import every module of this package: a new family is one new file, nothing else to edit."""
+    import edgecnn.archs as package
+
+    for module in pkgutil.iter_modules(package.__path__):
+        if module.name not in _NOT_FAMILIES and not module.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{module.name}")
+
+
+def list_archs() -> list[str]:
+    _load_families()
+    return sorted(_REGISTRY)
+
+
+def get_arch(name: str) -> ArchSpec:
+    _load_families()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.7)
+        hint = f"did you mean {', '.join(close)}?" if close else "run 'edgecnn archs' for the list"
+        raise EdgecnnError(f"unknown architecture {name!r}; {hint}")
+    return _REGISTRY[name]
+
+
+def create(
+    name: str,
+    num_classes: int,
+    input_size: int | tuple[int, int] | None = None,
+    channels: int = 3,
+    **options: Any,
+) -> Any:
+    """Build ``name`` as a tf_keras Model: uint8-range input -> in-graph normalization -> probabilities."""
+    from edgecnn.keras_env import keras
+
+    spec = get_arch(name)
+    unknown = sorted(set(options) - set(spec.options()))
+    if unknown:
+        raise EdgecnnError(
+            f"{name} has no option {', '.join(unknown)}; its options are: {', '.join(spec.options()) or 'none'}"
+        )
+    size = input_size or spec.default_size
+    h, w = (size, size) if isinstance(size, int) else size
+    inputs = keras.Input(shape=(h, w, channels), name="pixels")
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(inputs)
+    outputs = spec.builder(x, num_classes, **options)
+    return keras.Model(inputs, outputs, name=name)

@@ -1,0 +1,316 @@
+"""The ``edgecnn`` command: one subcommand per pipeline stage, each a thin call into the library.
+
+Heavy modules (TensorFlow) are imported inside the commands that need them, so ``benchmark``,
+``eval`` of a .tflite and ``demo`` run on a light install. User errors print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from edgecnn import __version__
+from edgecnn.errors import EdgecnnError
+
+Handler = Callable[[argparse.Namespace], int | None]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number; use 1 or more") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; use 1 or more")
+    return number
+
+
+def positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; use a positive number")
+    return number
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """KEY=VALUE with the value read as YAML (numbers, booleans, strings): never eval."""
+    import yaml
+
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. alpha=0.5)")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
+def print_json(obj: Any) -> None:
+    print(json.dumps(obj, sort_keys=False))
+
+
+# -------------------------------------------------------------------------------------- commands
+def cmd_train(args: argparse.Namespace) -> int:
+    from edgecnn.config import TrainConfig, load_train_config
+
+    config = load_train_config(args.config) if args.config else TrainConfig()
+    for key in ("arch", "data", "img", "channels", "epochs", "batch", "lr", "seed", "val_fraction", "out"):
+        value = getattr(args, key)
+        if value is not None:
+            setattr(config, key, value)
+    if args.no_augment:
+        config.augment = False
+    config.arch_options.update(dict(args.option or []))
+    from edgecnn.archs import get_arch
+
+    get_arch(config.arch)  # fail on a bad name before data loading and TensorFlow start
+    from edgecnn.training.fit import train
+
+    result = train(config)
+    m = result.metrics
+    print(
+        f"trained {config.arch} on {config.data}: val top-1 {100 * m['val_top1']:.2f}% "
+        f"({m['val_images']} images), {m['params']:,} params, {m['train_seconds']:.0f} s"
+    )
+    print(
+        f"run folder: {result.run_dir}  (model.keras, labels.txt, config.yaml, history.csv, curves.png, metrics.json)"
+    )
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from edgecnn.convert.tflite import ConvertOptions, convert, format_report
+
+    options = ConvertOptions(
+        format=args.format,
+        io=args.io,
+        calib=args.calib,
+        calib_samples=args.calib_samples,
+        data=args.data,
+        evaluate=not args.no_eval,
+    )
+    report = convert(args.model, args.output, options)
+    print_json(report.as_dict()) if args.json else print(format_report(report))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from edgecnn.evaluate import evaluate, format_eval
+
+    result = evaluate(
+        args.model, data=args.data, plots=args.plots, threads=args.threads, delegate=args.delegate, device=args.device
+    )
+    print_json(result) if args.json else print(format_eval(result))
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from edgecnn.benchmarks.latency import benchmark_model, format_table
+
+    results = []
+    for path in args.models:
+        result = benchmark_model(
+            path,
+            threads=args.threads,
+            delegate=args.delegate,
+            device=args.device,
+            warmup=args.warmup,
+            runs=None if args.seconds else args.runs,
+            seconds=args.seconds,
+        )
+        results.append(result)
+        if args.json:
+            print_json(result.as_dict())
+    if not args.json:
+        print(format_table(results))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from edgecnn.demo.pipeline import run_demo
+    from edgecnn.demo.sources import open_source
+    from edgecnn.fileio import check_output_path
+    from edgecnn.runtime.interpreter import load_model
+
+    if args.save:
+        check_output_path(args.save, "--save")
+    model = load_model(args.model, threads=args.threads, delegate=args.delegate, device=args.device)
+    if args.verbose:
+        print(f"runtime: {model.backend.name} {model.backend.version}, delegate {args.delegate}", file=sys.stderr)
+    source = open_source(str(args.source))
+    task = model.info.task if model.info else "classify"
+    stats = run_demo(
+        model,
+        source,
+        task=task,
+        save=args.save,
+        display=not args.no_display,
+        max_frames=args.max_frames,
+        top_k=args.top_k,
+    )
+    summary = {"model": str(args.model), "source": source.name, **stats.as_dict()}
+    if args.save:
+        summary["saved"] = str(args.save)
+    print_json(summary) if args.json else print(
+        f"demo: {stats.frames} frames in {stats.seconds:.2f} s = {stats.fps:.1f} FPS, "
+        f"inference {stats.mean_inference_ms:.2f} ms/frame" + (f"; saved {args.save}" if args.save else "")
+    )
+    return 0
+
+
+def cmd_archs(args: argparse.Namespace) -> int:
+    from edgecnn.archs import get_arch, list_archs
+
+    rows = [get_arch(name) for name in list_archs()]
+    if args.json:
+        print_json(
+            [
+                {
+                    "name": s.name,
+                    "family": s.family,
+                    "input_size": s.default_size,
+                    "edgetpu": s.edgetpu,
+                    "options": s.options(),
+                    "description": s.doc,
+                }
+                for s in rows
+            ]
+        )
+        return 0
+    width = max(len(s.name) for s in rows)
+    print(f"{'name':{width}s}  family      input  edgetpu  description")
+    for s in rows:
+        print(f"{s.name:{width}s}  {s.family:10s}  {s.default_size:5d}  {'yes' if s.edgetpu else 'no':7s}  {s.doc}")
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from edgecnn.quickstart import quickstart
+
+    quickstart(args.out, epochs=args.epochs, arch=args.arch)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------- parser
+def _runtime_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=positive_int, default=None, help="interpreter threads (default: all cores)")
+    p.add_argument(
+        "--delegate",
+        choices=("none", "xnnpack", "edgetpu"),
+        default="xnnpack",
+        help="none: plain kernels; xnnpack: LiteRT's CPU delegate (default); edgetpu: Coral",
+    )
+    p.add_argument("--device", default=None, help="Edge TPU device, e.g. usb:0 or pci:0 (with --delegate edgetpu)")
+
+
+def build_parser() -> Parser:
+    from edgecnn.convert.formats import FORMATS, IO_TYPES
+
+    parser = Parser(prog="edgecnn", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    def command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("-v", "--verbose", action="store_true", help="say which runtime and settings are used")
+        p.set_defaults(func=handler)
+        return p
+
+    p = command("quickstart", cmd_quickstart, "train, convert, evaluate, benchmark and demo on bundled digits")
+    p.add_argument("--out", default="runs/quickstart", help="folder for everything it writes")
+    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: the recipe's)")
+    p.add_argument("--arch", default=None, help="architecture (default: lenet5)")
+
+    p = command("train", cmd_train, "train an architecture on a dataset and write a run folder")
+    p.add_argument("--config", help="YAML recipe (e.g. training/lenet5_digits.yaml); flags override it")
+    p.add_argument("--arch", help="architecture name (edgecnn archs)")
+    p.add_argument("--data", help="'digits' or a folder with one subfolder of images per class")
+    p.add_argument("--img", type=positive_int, help="input height and width in pixels")
+    p.add_argument("--channels", type=int, choices=(1, 3), help="1 (gray) or 3 (RGB); default: the data's")
+    p.add_argument("--epochs", type=positive_int)
+    p.add_argument("--batch", type=positive_int)
+    p.add_argument("--lr", type=positive_float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--val-fraction", type=float, dest="val_fraction")
+    p.add_argument("--no-augment", action="store_true", help="no random shifts and zooms")
+    p.add_argument(
+        "--option",
+        action="append",
+        type=parse_option,
+        metavar="KEY=VALUE",
+        help="architecture option, e.g. alpha=0.5 (repeatable)",
+    )
+    p.add_argument("--out", help="run folder (default: runs/train)")
+
+    p = command("convert", cmd_convert, "convert a Keras model to .tflite with metadata and an accuracy report")
+    p.add_argument("model", help="model.keras or a run folder")
+    group = p.add_mutually_exclusive_group()
+    for name, fmt in FORMATS.items():
+        group.add_argument(f"--{name}", dest="format", action="store_const", const=name, help=fmt.help)
+    p.set_defaults(format="int8")
+    p.add_argument("--io", choices=IO_TYPES, help="int8 input/output type (default uint8)")
+    p.add_argument("--calib", help="calibration images: 'digits', a folder, or 'random' (default: run's val data)")
+    p.add_argument("--calib-samples", type=positive_int, default=200, dest="calib_samples")
+    p.add_argument("--data", help="evaluation data for the report (default: the model's own dataset)")
+    p.add_argument("--no-eval", action="store_true", help="skip the accuracy check")
+    p.add_argument("-o", "--output", help="output .tflite path (default: beside the model)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = command("eval", cmd_eval, "accuracy of a .keras or .tflite model on a dataset's validation split")
+    p.add_argument("model")
+    p.add_argument("--data", help="dataset (default: the one the model was trained on)")
+    p.add_argument("--plots", action="store_true", help="write a confusion-matrix PNG beside the model")
+    p.add_argument("--json", action="store_true")
+    _runtime_options(p)
+
+    p = command("benchmark", cmd_benchmark, "latency, FPS and memory of .tflite models (one table)")
+    p.add_argument("models", nargs="+")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--runs", type=positive_int, default=100)
+    p.add_argument("--seconds", type=positive_float, default=None, help="time budget instead of --runs")
+    p.add_argument("--json", action="store_true", help="one JSON object per model")
+    _runtime_options(p)
+
+    p = command("demo", cmd_demo, "camera/video/image demo with overlays; runs on a Raspberry Pi")
+    p.add_argument("--model", required=True)
+    p.add_argument("--source", default="0", help="camera index, video file, image, folder or glob (default 0)")
+    p.add_argument("--save", help="write the annotated video here (.mp4)")
+    p.add_argument("--no-display", action="store_true", help="no window (headless boards)")
+    p.add_argument("--max-frames", type=positive_int, dest="max_frames")
+    p.add_argument("--top-k", type=positive_int, default=3, dest="top_k")
+    p.add_argument("--json", action="store_true")
+    _runtime_options(p)
+
+    p = command("archs", cmd_archs, "list the registered architectures")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "threads", 0) is None:
+        args.threads = os.cpu_count() or 1
+    try:
+        return args.func(args) or 0
+    except EdgecnnError as exc:
+        print(f"edgecnn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"edgecnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Run configuration: dataclasses that the CLI fills and that a run folder records as YAML."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edgecnn.errors import EdgecnnError
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "lenet5"
+    data: str = "digits"
+    img: int = 32
+    channels: int | None = None  # None: the dataset's own (1 for digits, 3 for image folders)
+    epochs: int = 10
+    batch: int = 32
+    lr: float = 1e-3
+    seed: int = 0
+    val_fraction: float = 0.2
+    augment: bool = True
+    arch_options: dict[str, Any] = field(default_factory=dict)
+    out: str = "runs/train"
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch"):
+            if getattr(self, name) < 1:
+                raise EdgecnnError(f"--{name} must be 1 or more, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise EdgecnnError(f"--lr must be positive, got {self.lr}")
+        if self.channels not in (None, 1, 3):
+            raise EdgecnnError(f"--channels must be 1 or 3, got {self.channels}")
+
+
+def to_yaml(config: Any) -> str:
+    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read a recipe or a run's config.yaml (safe_load; unknown keys are an error, not ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise EdgecnnError(f"config file not found: {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise EdgecnnError(f"unknown keys in {path}: {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
+    return TrainConfig(**raw)

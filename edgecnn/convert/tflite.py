@@ -1,0 +1,190 @@
+"""``edgecnn convert``: Keras model -> .tflite with embedded metadata, written atomically, and a report.
+
+The graph is traced at batch 1 with a static input shape (what the Edge TPU compiler and most
+edge runtimes want). After conversion the .tflite is run on the validation images beside the
+Keras model, so the report states what quantization cost in accuracy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.convert.calibration import calibration_images, representative_dataset
+from edgecnn.convert.formats import get_format
+from edgecnn.data.base import load_classification
+from edgecnn.errors import EdgecnnError
+from edgecnn.fileio import check_output_path, write_bytes
+from edgecnn.metadata import ModelInfo, embed_tflite_info
+
+
+@dataclass
+class ConvertOptions:
+    format: str = "int8"
+    io: str | None = None  # default: the format's first allowed I/O type
+    calib: str | None = None  # None: the run's validation images
+    calib_samples: int = 200
+    data: str | None = None  # evaluation data; None: the run's own dataset
+    evaluate: bool = True
+
+
+@dataclass
+class ConvertReport:
+    output: str
+    format: str
+    bytes: int
+    keras_bytes: int
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    ops: dict[str, int]
+    calibration: str | None = None
+    accuracy: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def default_output(model_path: Path, fmt_suffix: str) -> Path:
+    stem = model_path.stem if model_path.name != "model.keras" else "model"
+    return model_path.with_name(stem + fmt_suffix)
+
+
+def trace_batch1(model: Any) -> Any:
+    """A concrete function with a static (1, H, W, C) float input."""
+    from edgecnn.keras_env import tf
+
+    spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32, name="pixels")
+    return tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+
+
+def to_tflite(model: Any, fmt_name: str, io: str, calib_images: np.ndarray | None) -> bytes:
+    from edgecnn.keras_env import tf
+
+    fmt, io = get_format(fmt_name, io)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([trace_batch1(model)], model)
+    calib = representative_dataset(calib_images) if fmt.needs_calibration else None
+    fmt.configure(converter, io, calib)
+    try:
+        return converter.convert()
+    except Exception as exc:  # the MLIR converter raises ConverterError / RuntimeError with long logs
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise EdgecnnError(f"TFLite conversion to {fmt_name} failed: {first}") from exc
+
+
+def validation_data(info: ModelInfo | None, data: str | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The validation split the model was trained against (or of ``data``), at the model's input size."""
+    if info is None or not (data or info.data.get("spec")):
+        return None
+    split = load_classification(
+        data or info.data["spec"],
+        info.input_size[0],
+        info.channels,
+        seed=info.data.get("seed", 0),
+        val_fraction=info.data.get("val_fraction", 0.2),
+    )
+    return split.val.x, split.val.y
+
+
+def convert(model_path: str | os.PathLike, output: str | os.PathLike | None, options: ConvertOptions) -> ConvertReport:
+    from edgecnn.benchmarks.accuracy import classification_metrics
+    from edgecnn.runtime.interpreter import TFLiteModel
+    from edgecnn.training.keras_io import check_keras_path, load_keras
+
+    model_path = check_keras_path(model_path)
+    fmt, io = get_format(options.format, options.io)
+    out = check_output_path(output or default_output(model_path, fmt.suffix), "output")
+    if options.calib_samples < 1:
+        raise EdgecnnError(f"--calib-samples must be 1 or more, got {options.calib_samples}")
+    model, info = load_keras(model_path)
+    info = info or _info_from_model(model)
+    val = validation_data(info, options.data)
+    calib_images, calib_source = None, None
+    if fmt.needs_calibration:
+        calib_images, calib_source = calibration_images(
+            options.calib, info, val[0] if val else None, options.calib_samples
+        )
+
+    tflite_info = dataclasses.replace(info, quantization=fmt.name, extra={**info.extra, "io": io})
+    blob = embed_tflite_info(to_tflite(model, fmt.name, io, calib_images), tflite_info)
+    write_bytes(out, blob)
+
+    runner = TFLiteModel(out)
+    report = ConvertReport(
+        output=str(out),
+        format=fmt.name,
+        bytes=len(blob),
+        keras_bytes=model_path.stat().st_size,
+        inputs=[_tensor_summary(runner.input)],
+        outputs=[_tensor_summary(d) for d in runner.outputs],
+        ops=TFLiteModel(out, delegate="none").op_counts(),  # before delegation rewrites the graph
+        calibration=calib_source,
+    )
+    if options.evaluate and val is not None:
+        x, y = val
+        keras_probs = model.predict(x.astype(np.float32), batch_size=64, verbose=0)
+        tflite_probs = runner.predict(x)
+        k = classification_metrics(keras_probs, y, info.labels)
+        t = classification_metrics(tflite_probs, y, info.labels)
+        report.accuracy = {
+            "images": int(len(y)),
+            "keras_top1": k["top1"],
+            "tflite_top1": t["top1"],
+            "delta_points": round(100 * (t["top1"] - k["top1"]), 2),
+            "top1_agreement": round(float((keras_probs.argmax(1) == tflite_probs.argmax(1)).mean()), 4),
+        }
+    return report
+
+
+def _info_from_model(model: Any) -> ModelInfo:
+    """A record for a Keras model edgecnn did not train: shapes from the model, labels as indices."""
+    _, h, w, c = model.input_shape
+    n = int(model.output_shape[-1])
+    if h is None or w is None:
+        raise EdgecnnError("the model has a dynamic input size; rebuild it with a fixed (H, W, C) input")
+    return ModelInfo(
+        labels=[str(i) for i in range(n)],
+        input_size=[int(h), int(w)],
+        channels=int(c),
+        pixel_format="gray" if c == 1 else "rgb",
+        arch=model.name,
+        normalization="unknown",
+    )
+
+
+def _tensor_summary(detail: dict[str, Any]) -> dict[str, Any]:
+    scale, zero_point = detail["quantization"]
+    return {
+        "name": detail["name"],
+        "shape": [int(d) for d in detail["shape"]],
+        "dtype": np.dtype(detail["dtype"]).name,
+        "scale": float(scale),
+        "zero_point": int(zero_point),
+    }
+
+
+def format_report(report: ConvertReport) -> str:
+    lines = [
+        f"wrote {report.output} ({report.format}, {report.bytes / 1024:.1f} KiB; Keras file "
+        f"{report.keras_bytes / 1024:.1f} KiB)"
+    ]
+    for kind, tensors in (("input", report.inputs), ("output", report.outputs)):
+        for t in tensors:
+            quant = f" scale={t['scale']:.6g} zero_point={t['zero_point']}" if t["scale"] else ""
+            lines.append(f"  {kind:6s} {t['name']}: {t['dtype']} {t['shape']}{quant}")
+    total = sum(report.ops.values())
+    lines.append(f"  ops    {total}: " + ", ".join(f"{k} x{v}" for k, v in sorted(report.ops.items())))
+    if report.calibration:
+        lines.append(f"  calibration: {report.calibration}")
+    a = report.accuracy
+    if a:
+        lines.append(
+            f"  accuracy on {a['images']} validation images: keras {100 * a['keras_top1']:.2f}%  "
+            f"tflite {100 * a['tflite_top1']:.2f}%  ({a['delta_points']:+.2f} points, "
+            f"top-1 agreement {100 * a['top1_agreement']:.1f}%)"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,50 @@
+"""An image folder with one subfolder per class (the ImageNet / Keras ``image_dataset_from_directory`` layout)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgecnn.data.base import ImageData
+from edgecnn.errors import EdgecnnError
+from edgecnn.runtime.image import to_model_pixels
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def read_image(path: Path, img_size: int, pixel_format: str) -> np.ndarray | None:
+    """Read and resize one image; None when OpenCV cannot decode it."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        return None
+    return to_model_pixels(image, (img_size, img_size), pixel_format, src="bgr")
+
+
+def load_folder(folder: Path, img_size: int, channels: int | None = None) -> ImageData:
+    if not folder.is_dir():
+        raise EdgecnnError(f"data path is not a folder: {folder}; give a folder with one subfolder per class")
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise EdgecnnError(f"no class subfolders in {folder}; put each class's images in a subfolder of it")
+    pixel_format = "gray" if channels == 1 else "rgb"
+    xs, ys, skipped = [], [], []
+    for label, name in enumerate(classes):
+        for path in list_images(folder / name):
+            image = read_image(path, img_size, pixel_format)
+            if image is None:
+                skipped.append(str(path))
+                continue
+            xs.append(image)
+            ys.append(label)
+    for path in skipped:
+        print(f"warning: skipped unreadable image: {path}", file=sys.stderr)
+    if not xs:
+        raise EdgecnnError(f"no readable images in {folder}; add .jpg/.png files to its class subfolders")
+    return ImageData(np.stack(xs), np.asarray(ys, np.int64), classes, pixel_format, skipped)

@@ -1,0 +1,1 @@
+"""The camera demo: threaded capture -> inference -> overlay, headless or windowed. No TensorFlow."""

@@ -1,0 +1,27 @@
+"""The one place that imports TensorFlow and Keras.
+
+tensorflow-model-optimization only supports Keras 2, so every model is a ``tf_keras`` model and
+``TF_USE_LEGACY_KERAS=1`` must be set before TensorFlow is first imported. Everything else does
+``from edgecnn.keras_env import keras, tf``; nothing imports keras directly.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+try:
+    import tensorflow as tf
+    import tf_keras as keras
+except ImportError as exc:  # the light (Pi) install has no TensorFlow
+    from edgecnn.errors import EdgecnnError
+
+    raise EdgecnnError(
+        f"this command needs TensorFlow ({exc.name} is not installed); install it with: pip install 'edgecnn[train]'"
+    ) from exc
+
+tf.get_logger().setLevel("ERROR")
+
+__all__ = ["keras", "tf"]

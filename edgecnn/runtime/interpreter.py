@@ -1,0 +1,247 @@
+"""Load a .tflite with the lightest interpreter present and run it with uint8 pixels in.
+
+Interpreter packages are tried in order: ``ai_edge_litert`` (LiteRT, current), ``tflite_runtime``
+(legacy, numpy<2 only), ``tensorflow.lite`` (only if TensorFlow happens to be installed).
+``EDGECNN_RUNTIME`` pins one of them. Quantization to and from the model's I/O types happens in
+exactly one place: :meth:`TFLiteModel.set_input` and :meth:`TFLiteModel.output`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.errors import EdgecnnError
+from edgecnn.metadata import ModelInfo, read_tflite_info
+
+# name -> (module, distribution on PyPI)
+BACKENDS: dict[str, tuple[str, str]] = {
+    "ai_edge_litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    "tflite_runtime": ("tflite_runtime.interpreter", "tflite-runtime"),
+    "tensorflow": ("tensorflow.lite.python.interpreter", "tensorflow"),
+}
+DELEGATES = ("none", "xnnpack", "edgetpu")
+EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An importable interpreter package."""
+
+    name: str
+    version: str
+    module: Any
+
+    @property
+    def Interpreter(self) -> type:  # noqa: N802 (mirrors the package's class name)
+        return self.module.Interpreter
+
+    def load_delegate(self, library: str, options: dict[str, str] | None = None) -> Any:
+        return self.module.load_delegate(library, options)
+
+
+def _dist_version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _numpy_problem(name: str, version: str) -> str | None:
+    """tflite-runtime <= 2.14 was built against numpy 1 and fails with a SystemError under numpy 2."""
+    if name != "tflite_runtime":
+        return None
+    major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if int(np.__version__.split(".")[0]) >= 2 and major_minor <= (2, 14):
+        return (
+            f"tflite-runtime {version} needs numpy<2 but numpy {np.__version__} is installed; "
+            "run: pip install ai-edge-litert (or pip install 'numpy<2')"
+        )
+    return None
+
+
+def find_backend(name: str | None = None) -> Backend:
+    """The first usable interpreter package (or the one named / pinned by EDGECNN_RUNTIME)."""
+    name = name or os.environ.get("EDGECNN_RUNTIME") or None
+    if name is not None and name not in BACKENDS:
+        raise EdgecnnError(f"unknown runtime {name!r}; use one of: {', '.join(BACKENDS)}")
+    problems: list[str] = []
+    for candidate in [name] if name else list(BACKENDS):
+        module_name, dist = BACKENDS[candidate]
+        version = _dist_version(dist) or _dist_version(dist.replace("tensorflow", "tensorflow-cpu"))
+        if version is None:
+            problems.append(f"{dist} is not installed")
+            continue
+        problem = _numpy_problem(candidate, version)
+        if problem:
+            problems.append(problem)
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            problems.append(f"{dist} {version} does not import ({exc})")
+            continue
+        return Backend(candidate, version, module)
+    raise EdgecnnError("no TFLite interpreter can be used: " + "; ".join(problems))
+
+
+def make_delegates(backend: Backend, delegate: str, device: str | None = None) -> list[Any]:
+    """The experimental_delegates list for a delegate name; XNNPACK is LiteRT's built-in default."""
+    if delegate not in DELEGATES:
+        raise EdgecnnError(f"unknown delegate {delegate!r}; use one of: {', '.join(DELEGATES)}")
+    if delegate != "edgetpu":
+        return []
+    library = EDGETPU_LIBRARY.get(platform.system(), "libedgetpu.so.1")
+    options = {"device": device} if device else {}
+    try:
+        return [backend.load_delegate(library, options)]
+    except (ValueError, OSError, RuntimeError) as exc:
+        raise EdgecnnError(
+            f"cannot load the Edge TPU delegate {library} ({str(exc).strip() or 'not found'}); "
+            "install the Edge TPU runtime (Debian package libedgetpu1-std) and plug in the accelerator"
+        ) from exc
+
+
+def _resolver(backend: Backend, delegate: str) -> Any:
+    """'none' disables LiteRT's default XNNPACK delegate; everything else keeps the default."""
+    resolver = getattr(backend.module, "OpResolverType", None)
+    if resolver is None:
+        return None
+    return resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES if delegate == "none" else resolver.AUTO
+
+
+class TFLiteModel:
+    """An interpreter plus the model's edgecnn record, fed with uint8 pixels."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        threads: int | None = None,
+        delegate: str = "xnnpack",
+        device: str | None = None,
+        backend: Backend | None = None,
+    ) -> None:
+        self.path = Path(path)
+        if threads is not None and threads < 1:
+            raise EdgecnnError(f"--threads must be 1 or more, got {threads}")
+        self.info: ModelInfo | None = read_tflite_info(self.path)  # validates the file first
+        self.backend = backend or find_backend()
+        self.delegate = delegate
+        self.threads = threads
+        kwargs: dict[str, Any] = {
+            "model_path": str(self.path),
+            "num_threads": threads,
+            "experimental_delegates": make_delegates(self.backend, delegate, device) or None,
+        }
+        resolver = _resolver(self.backend, delegate)
+        if resolver is not None:
+            kwargs["experimental_op_resolver_type"] = resolver
+        start = time.perf_counter()
+        try:
+            self.interpreter = self.backend.Interpreter(**kwargs)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EdgecnnError(f"cannot load model {self.path}: {first}; re-export it with edgecnn convert") from exc
+        self.init_ms = (time.perf_counter() - start) * 1e3
+        self.input = self.interpreter.get_input_details()[0]
+        self.outputs = self.interpreter.get_output_details()
+        self._input_index = self.input["index"]
+
+    # -- shapes and metadata -------------------------------------------------------------------
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.input["shape"])
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return self.input_shape[1], self.input_shape[2]
+
+    @property
+    def channels(self) -> int:
+        return self.input_shape[3]
+
+    @property
+    def labels(self) -> list[str]:
+        if self.info and self.info.labels:
+            return list(self.info.labels)
+        n = int(np.prod(self.outputs[0]["shape"][1:]))
+        return [str(i) for i in range(n)]
+
+    @property
+    def pixel_format(self) -> str:
+        if self.info:
+            return self.info.pixel_format
+        return "gray" if self.channels == 1 else "rgb"
+
+    # -- I/O --------------------------------------------------------------------------------
+    def set_input(self, pixels: np.ndarray) -> None:
+        """Set one image (H, W, C) or batch (1, H, W, C) of 0..255 pixels, quantizing if needed."""
+        x = pixels.reshape(self.input_shape)
+        self.interpreter.set_tensor(self._input_index, quantize(x, self.input))
+
+    def invoke(self) -> None:
+        self.interpreter.invoke()
+
+    def output(self, i: int = 0) -> np.ndarray:
+        """Output ``i`` of the last run, dequantized to float32."""
+        return dequantize(self.interpreter.get_tensor(self.outputs[i]["index"]), self.outputs[i])
+
+    def predict(self, images: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Run each image of (N, H, W, C) and stack output 0: (N, ...)."""
+        results = []
+        for image in images:
+            self.set_input(image)
+            self.invoke()
+            results.append(self.output(0)[0])
+            if progress:
+                progress(1)
+        return np.stack(results)
+
+    def op_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for op in self.interpreter._get_ops_details():  # the public API has no op listing
+            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+        return counts
+
+
+def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    """Map real values to a tensor's dtype using its (scale, zero_point); float passes through."""
+    dtype = detail["dtype"]
+    if np.issubdtype(dtype, np.floating):
+        return x.astype(dtype, copy=False)
+    scale, zero_point = detail["quantization"]
+    if scale == 1.0 and zero_point == 0 and x.dtype == dtype:
+        return x
+    info = np.iinfo(dtype)
+    q = np.round(x.astype(np.float32) / (scale or 1.0) + zero_point)
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize(q: np.ndarray, detail: dict) -> np.ndarray:
+    """Map a tensor's stored values to real float32 values; float passes through."""
+    if np.issubdtype(detail["dtype"], np.floating):
+        return q.astype(np.float32, copy=False)
+    scale, zero_point = detail["quantization"]
+    if scale == 0:
+        return q.astype(np.float32)
+    return (q.astype(np.float32) - zero_point) * scale
+
+
+def load_model(
+    path: str | os.PathLike, threads: int | None = None, delegate: str = "xnnpack", device: str | None = None
+) -> TFLiteModel:
+    """Open a .tflite model; a .keras/.h5 file or a missing/corrupt file is a one-line user error."""
+    path = Path(path)
+    if path.suffix in (".keras", ".h5"):
+        raise EdgecnnError(f"{path} is a Keras model; this command runs .tflite models: edgecnn convert {path} --int8")
+    return TFLiteModel(path, threads=threads, delegate=delegate, device=device)

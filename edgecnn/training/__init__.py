@@ -1,0 +1,1 @@
+"""Training: tf_keras fit loop, distribution strategy, the run folder it writes."""

@@ -1,0 +1,135 @@
+"""``edgecnn train``: build an architecture, fit it on a dataset, write a self-contained run folder.
+
+Run folder: model.keras, labels.txt, config.yaml, history.csv, curves.png, metrics.json.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.config import TrainConfig, to_yaml
+from edgecnn.data import Split, load_classification
+from edgecnn.fileio import ensure_dir, write_text
+from edgecnn.metadata import ModelInfo
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_path: Path
+    metrics: dict[str, Any]
+
+
+def strategy() -> Any:
+    """MirroredStrategy across all GPUs when there are several; the default strategy otherwise."""
+    from edgecnn.keras_env import tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def make_dataset(images: np.ndarray, labels: np.ndarray, batch: int, seed: int, augment: bool, train: bool) -> Any:
+    """tf.data pipeline over uint8 pixels; augmentation (small shifts and zooms) stays outside the model."""
+    from edgecnn.keras_env import keras, tf
+
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    if train:
+        ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch).map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    if train and augment:
+        aug = keras.Sequential(
+            [
+                keras.layers.RandomTranslation(0.1, 0.1, seed=seed, fill_mode="constant"),
+                keras.layers.RandomZoom(0.1, seed=seed, fill_mode="constant"),
+            ]
+        )
+        ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def model_info(config: TrainConfig, split: Split, quantization: str = "float32") -> ModelInfo:
+    return ModelInfo(
+        task="classify",
+        labels=list(split.train.labels),
+        input_size=[config.img, config.img],
+        channels=int(split.train.x.shape[-1]),
+        pixel_format=split.train.pixel_format,
+        arch=config.arch,
+        quantization=quantization,
+        data={"spec": config.data, "seed": config.seed, "val_fraction": config.val_fraction},
+    )
+
+
+def train(config: TrainConfig, verbose: int | None = None) -> TrainResult:
+    from edgecnn.archs import create
+    from edgecnn.keras_env import keras, tf
+    from edgecnn.training.keras_io import save_keras
+    from edgecnn.training.plots import plot_history
+
+    config.validate()
+    run_dir = ensure_dir(config.out, "run")
+    split = load_classification(config.data, config.img, config.channels, config.seed, config.val_fraction)
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
+    channels = int(split.train.x.shape[-1])
+    num_classes = len(split.train.labels)
+
+    with strategy().scope():
+        model = create(config.arch, num_classes, config.img, channels, **config.arch_options)
+        steps = config.epochs * int(np.ceil(len(split.train) / config.batch))
+        schedule = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=max(steps, 1))
+        metrics: list[Any] = ["accuracy"]
+        if num_classes > 5:
+            metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5"))
+        model.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics)
+
+    train_ds = make_dataset(split.train.x, split.train.y, config.batch, config.seed, config.augment, True)
+    val_ds = make_dataset(split.val.x, split.val.y, config.batch, config.seed, False, False)
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, a line per epoch in logs
+    start = time.perf_counter()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose)
+    train_seconds = time.perf_counter() - start
+
+    info = model_info(config, split)
+    model_path = save_keras(model, run_dir / "model.keras", info)
+    write_text(run_dir / "labels.txt", "\n".join(info.labels) + "\n")
+    write_text(run_dir / "config.yaml", to_yaml(config))
+    write_text(run_dir / "history.csv", history_csv(history.history))
+    plot_history(history.history, run_dir / "curves.png")
+    probs = model.predict(val_ds, verbose=0)
+    from edgecnn.benchmarks.accuracy import classification_metrics
+
+    result = classification_metrics(probs, split.val.y, info.labels)
+    summary = {
+        "arch": config.arch,
+        "params": int(model.count_params()),
+        "epochs": config.epochs,
+        "train_seconds": round(train_seconds, 1),
+        "train_images": len(split.train),
+        "val_images": len(split.val),
+        "val_top1": result["top1"],
+        "val_top5": result.get("top5"),
+        "per_class": result["per_class"],
+    }
+    write_text(run_dir / "metrics.json", json.dumps(summary, indent=1))
+    return TrainResult(run_dir, model_path, summary)
+
+
+def history_csv(history: dict[str, list[float]]) -> str:
+    buf = io.StringIO()
+    keys = list(history)
+    writer = csv.writer(buf)
+    writer.writerow(["epoch", *keys])
+    for epoch in range(len(history[keys[0]]) if keys else 0):
+        writer.writerow([epoch + 1, *(f"{history[k][epoch]:.6g}" for k in keys)])
+    return buf.getvalue()

@@ -1,0 +1,53 @@
+"""Loading and saving tf_keras models with edgecnn's custom layers and metadata."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from edgecnn.errors import EdgecnnError
+from edgecnn.fileio import atomic_path
+from edgecnn.metadata import ModelInfo, read_keras_info, write_keras_info
+
+KERAS_SUFFIXES = (".keras", ".h5")
+
+
+def check_keras_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if path.suffix == ".tflite":
+        raise EdgecnnError(f"{path} is a .tflite model; this command needs the Keras model (.keras) it came from")
+    if path.is_dir() and (path / "model.keras").is_file():
+        return path / "model.keras"  # a run folder
+    if not path.is_file():
+        raise EdgecnnError(f"model file not found: {path}; check the path")
+    if path.suffix not in KERAS_SUFFIXES:
+        raise EdgecnnError(f"{path} is not a Keras model; give a .keras or .h5 file or a run folder")
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise EdgecnnError(f"corrupt Keras model: {path} is not a .keras archive; re-run edgecnn train")
+    return path
+
+
+def load_keras(path: str | os.PathLike) -> tuple[Any, ModelInfo | None]:
+    """The model and its edgecnn record; a corrupt or foreign file is a one-line user error."""
+    from edgecnn.archs import list_archs
+    from edgecnn.keras_env import keras
+
+    path = check_keras_path(path)
+    list_archs()  # imports every family so custom layers are registered for deserialization
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # Keras raises many types (OSError, ValueError, KeyError, TypeError)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise EdgecnnError(f"cannot load Keras model {path}: {first}") from exc
+    return model, read_keras_info(path)
+
+
+def save_keras(model: Any, path: str | os.PathLike, info: ModelInfo) -> Path:
+    """Save atomically as .keras with the edgecnn record inside."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+        write_keras_info(tmp, info)
+    return path

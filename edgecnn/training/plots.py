@@ -1,0 +1,34 @@
+"""Training curves as a PNG (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgecnn.fileio import atomic_path
+
+
+def plot_history(history: dict[str, list[float]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            if prefix + metric in history:
+                ax.plot(
+                    range(1, len(history[prefix + metric]) + 1),
+                    history[prefix + metric],
+                    style,
+                    label=(prefix or "train_") + metric,
+                )
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path

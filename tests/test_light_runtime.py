@@ -1,0 +1,62 @@
+"""The Pi path stays light: benchmark, eval of a .tflite and demo never import TensorFlow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Runs the CLI in a fresh interpreter where importing tensorflow (or keras) raises, then checks
+# sys.modules as well: the command must both succeed and leave no TensorFlow module loaded.
+PROBE = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('tensorflow', 'tf_keras', 'keras'):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+from edgecnn.cli import main
+rc = main(sys.argv[1:])
+leaked = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras'))
+print('LEAKED', leaked)
+sys.exit(rc if not leaked else 99)
+"""
+
+
+def probe(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("command", ["benchmark", "demo", "eval"])
+def test_command_never_imports_tensorflow(command: str, digits_run: Path, digits_clip: Path, tmp_path: Path) -> None:
+    model = str(digits_run / "model_int8.tflite")
+    args = {
+        "benchmark": ["benchmark", model, "--runs", "5"],
+        "demo": [
+            "demo",
+            "--model",
+            model,
+            "--source",
+            str(digits_clip),
+            "--no-display",
+            "--max-frames",
+            "5",
+            "--save",
+            str(tmp_path / "o.mp4"),
+        ],
+        "eval": ["eval", model],
+    }[command]
+    result = probe(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "LEAKED []" in result.stdout
+
+
+def test_light_modules_import_without_tensorflow() -> None:
+    code = (
+        "import sys, edgecnn.runtime, edgecnn.benchmarks.latency, edgecnn.demo.pipeline, edgecnn.cli;"
+        "print(sorted(m for m in sys.modules if m.startswith('tensorflow')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "[]", result.stderr

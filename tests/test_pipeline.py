@@ -1,0 +1,194 @@
+"""The spine end to end on digits: train -> convert -> eval -> benchmark -> demo, through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from conftest import run_cli
+
+from edgecnn.metadata import read_keras_info, read_tflite_info
+
+BENCH_KEYS = {
+    "model",
+    "runtime",
+    "delegate",
+    "threads",
+    "runs",
+    "init_ms",
+    "first_inference_ms",
+    "latency_ms",
+    "fps",
+    "peak_rss_mb",
+    "model_bytes",
+}
+
+
+def test_run_folder_is_complete(digits_run: Path) -> None:
+    for name in ("model.keras", "labels.txt", "config.yaml", "history.csv", "curves.png", "metrics.json"):
+        assert (digits_run / name).is_file(), name
+    assert (digits_run / "labels.txt").read_text().split() == [str(d) for d in range(10)]
+    config = yaml.safe_load((digits_run / "config.yaml").read_text())
+    assert config["arch"] == "lenet5" and config["seed"] == 0 and config["epochs"] == 20
+    history = (digits_run / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,loss,accuracy") and len(history) == 21
+    assert cv2.imread(str(digits_run / "curves.png")) is not None
+
+
+def test_float_accuracy_and_int8_within_one_point(digits_run: Path) -> None:
+    metrics = json.loads((digits_run / "metrics.json").read_text())
+    assert metrics["val_top1"] >= 0.97, metrics["val_top1"]
+    result = run_cli("eval", str(digits_run / "model_int8.tflite"), "--json")
+    assert result.returncode == 0, result.stderr
+    int8 = json.loads(result.stdout)
+    assert int8["images"] == metrics["val_images"] == 359
+    assert abs(int8["top1"] - metrics["val_top1"]) <= 0.010, (int8["top1"], metrics["val_top1"])
+    assert int8["runtime"].startswith("ai_edge_litert")
+
+
+def test_keras_and_float32_tflite_agree(digits_run: Path) -> None:
+    from edgecnn.evaluate import evaluate
+
+    keras_result = evaluate(digits_run / "model.keras")
+    tflite_result = evaluate(digits_run / "model_float32.tflite")
+    assert keras_result["top1"] == tflite_result["top1"]
+    assert keras_result["confusion"] == tflite_result["confusion"]
+
+
+def test_tflite_is_self_describing(digits_run: Path) -> None:
+    info = read_tflite_info(digits_run / "model_int8.tflite")
+    assert info is not None
+    assert (info.task, info.labels, info.input_size, info.channels, info.pixel_format) == (
+        "classify",
+        [str(d) for d in range(10)],
+        [32, 32],
+        1,
+        "gray",
+    )
+    assert info.quantization == "int8" and info.extra["io"] == "uint8"
+    assert info.data == {"spec": "digits", "seed": 0, "val_fraction": 0.2}
+    assert read_keras_info(digits_run / "model.keras").labels == info.labels
+
+
+def test_int8_model_takes_uint8_pixels_losslessly(digits_run: Path) -> None:
+    from edgecnn.runtime import load_model
+
+    model = load_model(digits_run / "model_int8.tflite")
+    assert model.input["dtype"] == np.uint8 and model.outputs[0]["dtype"] == np.uint8
+    assert model.input["quantization"] == (1.0, 0)  # 0..255 pixels map to themselves
+
+
+def test_convert_prints_report_with_accuracy(digits_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.tflite"
+    result = run_cli(
+        "convert", str(digits_run / "model.keras"), "--int8", "--calib", "digits", "-o", str(out), "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["bytes"] == out.stat().st_size
+    assert report["inputs"][0]["dtype"] == "uint8" and report["inputs"][0]["shape"] == [1, 32, 32, 1]
+    assert report["ops"]["CONV_2D"] == 2 and "DELEGATE" not in report["ops"]
+    assert report["calibration"] == "200 images from digits (train split)"
+    assert abs(report["accuracy"]["delta_points"]) <= 1.0
+    assert report["accuracy"]["top1_agreement"] >= 0.98
+
+
+@pytest.mark.parametrize(
+    "fmt,io,dtype",
+    [
+        ("float16", None, "float32"),
+        ("dynamic", None, "float32"),
+        ("int8", "int8", "int8"),
+        ("int8", "float32", "float32"),
+    ],
+)
+def test_every_format_converts_and_keeps_accuracy(
+    digits_run: Path, tmp_path: Path, fmt: str, io: str | None, dtype: str
+) -> None:
+    from edgecnn.convert.tflite import ConvertOptions, convert
+
+    report = convert(digits_run / "model.keras", tmp_path / f"{fmt}.tflite", ConvertOptions(format=fmt, io=io))
+    assert report.inputs[0]["dtype"] == dtype
+    assert abs(report.accuracy["delta_points"]) <= 1.0
+    assert read_tflite_info(tmp_path / f"{fmt}.tflite").quantization == fmt
+
+
+def test_benchmark_json_two_models(digits_run: Path) -> None:
+    models = [str(digits_run / "model_int8.tflite"), str(digits_run / "model_float32.tflite")]
+    result = run_cli("benchmark", *models, "--threads", "2", "--runs", "20", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["model"] for r in rows] == models
+    for r in rows:
+        assert set(r) == BENCH_KEYS
+        assert set(r["latency_ms"]) == {"mean", "std", "min", "p50", "p90", "p99", "max"}
+        assert r["runs"] == 20 and r["threads"] == 2 and r["delegate"] == "xnnpack"
+        lat = r["latency_ms"]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+        assert r["fps"] == pytest.approx(1000 / lat["mean"], rel=0.01)
+        assert r["model_bytes"] == Path(r["model"]).stat().st_size and r["peak_rss_mb"] > 10
+
+
+def test_benchmark_table_and_time_budget(digits_run: Path) -> None:
+    result = run_cli("benchmark", str(digits_run / "model_int8.tflite"), "--seconds", "0.5", "--delegate", "none")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "delegate none" in lines[0] and "p50" in lines[1] and "model_int8.tflite" in lines[3]
+
+
+def test_demo_on_video_saves_annotated_clip(digits_run: Path, digits_clip: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    result = run_cli(
+        "demo",
+        "--model",
+        str(digits_run / "model_int8.tflite"),
+        "--source",
+        str(digits_clip),
+        "--save",
+        str(out),
+        "--no-display",
+        "--max-frames",
+        "24",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["frames"] == 24 and summary["fps"] > 0
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
+    assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (256, 256)
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_demo_classifies_images_correctly(digits_run: Path, tmp_path: Path) -> None:
+    """Overlay results on real frames: each digit image in a folder gets its own label on top."""
+    from edgecnn.data import load_classification
+    from edgecnn.demo.pipeline import run_demo
+    from edgecnn.demo.sources import open_source
+    from edgecnn.runtime import load_model
+
+    val = load_classification("digits", 32, None, 0, 0.2).val
+    for i in range(20):
+        cv2.imwrite(str(tmp_path / f"{i:02d}.png"), cv2.resize(val.x[i], (128, 128)))
+    seen: list[str] = []
+    stats = run_demo(
+        load_model(digits_run / "model_int8.tflite"),
+        open_source(str(tmp_path / "*.png")),
+        display=False,
+        on_frame=lambda frame, result: seen.append(result[0].label),
+    )
+    assert stats.frames == 20
+    correct = sum(label == str(y) for label, y in zip(seen, val.y[:20], strict=True))
+    assert correct >= 18, (seen, val.y[:20].tolist())
+
+
+def test_eval_plots_confusion_matrix(digits_run: Path) -> None:
+    result = run_cli("eval", str(digits_run / "model_int8.tflite"), "--plots")
+    assert result.returncode == 0, result.stderr
+    png = digits_run / "model_int8_confusion.png"
+    assert f"confusion matrix: {png}" in result.stdout
+    assert cv2.imread(str(png)).shape[0] > 300
