@@ -12,9 +12,14 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from edgecnn.quiet import native_stderr_silenced
+
 try:
-    import tensorflow as tf
-    import tf_keras as keras
+    with native_stderr_silenced():
+        import tensorflow as tf
+        import tf_keras as keras
+
+        tf.config.list_physical_devices("GPU")  # CUDA probing logs happen here, once
 except ImportError as exc:  # the light (Pi) install has no TensorFlow
     from edgecnn.errors import EdgecnnError
 

@@ -12,9 +12,10 @@ from typing import Any
 from edgecnn.archs.common import classifier, make_divisible
 from edgecnn.archs.registry import register
 
-# keras.applications uses 0.999, tuned for ImageNet-length runs; 0.99 lets the moving statistics
-# settle within the few hundred steps of a small-dataset run (weights load the same either way).
-BN_MOMENTUM = 0.99
+# keras.applications uses 0.999, tuned for ImageNet-length runs. On digits (450 steps in 10 epochs)
+# 0.999 and even 0.99 leave the moving statistics so far behind that inference-mode accuracy is
+# 10% while training-mode accuracy is 96% (measured); 0.9 gives 90%. Weights load the same.
+BN_MOMENTUM = 0.9
 
 # (expansion t, output channels c, repeats n, first stride s), from Table 2 of the paper
 V2_STAGES = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]

@@ -21,6 +21,7 @@ from edgecnn.data.base import load_classification
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import check_output_path, write_bytes
 from edgecnn.metadata import ModelInfo, embed_tflite_info
+from edgecnn.quiet import native_stderr_silenced
 
 
 @dataclass
@@ -70,7 +71,8 @@ def to_tflite(model: Any, fmt_name: str, io: str, calib_images: np.ndarray | Non
     calib = representative_dataset(calib_images) if fmt.needs_calibration else None
     fmt.configure(converter, io, calib)
     try:
-        return converter.convert()
+        with native_stderr_silenced():
+            return converter.convert()
     except Exception as exc:  # the MLIR converter raises ConverterError / RuntimeError with long logs
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise EdgecnnError(f"TFLite conversion to {fmt_name} failed: {first}") from exc

@@ -22,6 +22,7 @@ import numpy as np
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.metadata import ModelInfo, read_tflite_info
+from edgecnn.quiet import native_stderr_silenced
 
 # name -> (module, distribution on PyPI)
 BACKENDS: dict[str, tuple[str, str]] = {
@@ -147,8 +148,9 @@ class TFLiteModel:
             kwargs["experimental_op_resolver_type"] = resolver
         start = time.perf_counter()
         try:
-            self.interpreter = self.backend.Interpreter(**kwargs)
-            self.interpreter.allocate_tensors()
+            with native_stderr_silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate" on every load
+                self.interpreter = self.backend.Interpreter(**kwargs)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EdgecnnError(f"cannot load model {self.path}: {first}; re-export it with edgecnn convert") from exc
