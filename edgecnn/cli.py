@@ -65,12 +65,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     from edgecnn.config import TrainConfig, load_train_config
 
     config = load_train_config(args.config) if args.config else TrainConfig()
-    for key in ("arch", "data", "img", "channels", "epochs", "batch", "lr", "seed", "val_fraction", "out"):
+    keys = (
+        "arch",
+        "data",
+        "img",
+        "channels",
+        "epochs",
+        "batch",
+        "lr",
+        "seed",
+        "val_fraction",
+        "out",
+        "weights",
+        "fine_tune_at",
+        "fine_tune_epochs",
+    )
+    for key in keys:
         value = getattr(args, key)
         if value is not None:
             setattr(config, key, value)
     if args.no_augment:
         config.augment = False
+    if args.freeze_backbone:
+        config.freeze_backbone = True
     config.arch_options.update(dict(args.option or []))
     from edgecnn.archs import get_arch
 
@@ -251,6 +268,17 @@ def build_parser() -> Parser:
         metavar="KEY=VALUE",
         help="architecture option, e.g. alpha=0.5 (repeatable)",
     )
+    p.add_argument("--weights", help="initial weights: 'imagenet' (keras.applications) or a .keras/.h5/run folder")
+    p.add_argument(
+        "--freeze-backbone", action="store_true", dest="freeze_backbone", help="train only the head (with --weights)"
+    )
+    p.add_argument(
+        "--fine-tune-at",
+        dest="fine_tune_at",
+        metavar="LAYER",
+        help="after the head phase, unfreeze from this layer index or name and train on at a lower lr",
+    )
+    p.add_argument("--fine-tune-epochs", type=positive_int, dest="fine_tune_epochs")
     p.add_argument("--out", help="run folder (default: runs/train)")
 
     p = command("convert", cmd_convert, "convert a Keras model to .tflite with metadata and an accuracy report")

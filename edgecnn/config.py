@@ -25,6 +25,11 @@ class TrainConfig:
     val_fraction: float = 0.2
     augment: bool = True
     arch_options: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None  # 'imagenet' or a .keras/.h5 path: initial backbone weights
+    freeze_backbone: bool = False  # train only the head in the first phase
+    fine_tune_at: int | str | None = None  # then unfreeze from this layer (index or name) ...
+    fine_tune_epochs: int | None = None  # ... for this many epochs (default: epochs) ...
+    fine_tune_lr_factor: float = 0.1  # ... at this fraction of the learning rate
     out: str = "runs/train"
 
     def validate(self) -> None:
@@ -33,6 +38,8 @@ class TrainConfig:
                 raise EdgecnnError(f"--{name} must be 1 or more, got {getattr(self, name)}")
         if self.lr <= 0:
             raise EdgecnnError(f"--lr must be positive, got {self.lr}")
+        if self.fine_tune_epochs is not None and self.fine_tune_epochs < 1:
+            raise EdgecnnError(f"--fine-tune-epochs must be 1 or more, got {self.fine_tune_epochs}")
         if self.channels not in (None, 1, 3):
             raise EdgecnnError(f"--channels must be 1 or 3, got {self.channels}")
 

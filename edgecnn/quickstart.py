@@ -7,6 +7,7 @@ from validation digits. Every number in the summary is measured in this run.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ def quickstart(out: str | Path, epochs: int | None = None, arch: str | None = No
     accuracy = {fmt: evaluate(p, plots=True)["top1"] for fmt, p in paths.items()}
 
     print("[4/5] benchmark")
-    bench = [benchmark_model(paths[fmt], threads=None, runs=200) for fmt in ("float32", "int8")]
+    bench = [benchmark_model(paths[fmt], threads=os.cpu_count(), runs=200) for fmt in ("float32", "int8")]
     print(format_table(bench))
 
     print("[5/5] demo on a clip of validation digits (headless)")

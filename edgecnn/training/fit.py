@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.benchmarks.accuracy import classification_metrics
 from edgecnn.config import TrainConfig, to_yaml
 from edgecnn.data import Split, load_classification
 from edgecnn.fileio import ensure_dir, write_text
@@ -69,11 +70,27 @@ def model_info(config: TrainConfig, split: Split, quantization: str = "float32")
     )
 
 
+def steps_per_epoch(n: int, batch: int) -> int:
+    return int(np.ceil(n / batch))
+
+
+def compile_model(model: Any, lr: float, total_steps: int, num_classes: int) -> None:
+    """Adam with cosine decay over the phase; top-5 only where it means something."""
+    from edgecnn.keras_env import keras
+
+    schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(total_steps, 1))
+    metrics: list[Any] = ["accuracy"]
+    if num_classes > 5:
+        metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5"))
+    model.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics)
+
+
 def train(config: TrainConfig, verbose: int | None = None) -> TrainResult:
     from edgecnn.archs import create
     from edgecnn.keras_env import keras, tf
     from edgecnn.training.keras_io import save_keras
     from edgecnn.training.plots import plot_history
+    from edgecnn.training.transfer import head_start, load_backbone, resolve_layer_index, set_trainable
 
     config.validate()
     run_dir = ensure_dir(config.out, "run")
@@ -85,35 +102,49 @@ def train(config: TrainConfig, verbose: int | None = None) -> TrainResult:
 
     with strategy().scope():
         model = create(config.arch, num_classes, config.img, channels, **config.arch_options)
-        steps = config.epochs * int(np.ceil(len(split.train) / config.batch))
-        schedule = keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=max(steps, 1))
-        metrics: list[Any] = ["accuracy"]
-        if num_classes > 5:
-            metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5"))
-        model.compile(keras.optimizers.Adam(schedule), "sparse_categorical_crossentropy", metrics)
+        transfer = load_backbone(model, config.arch, config.weights) if config.weights else None
+        if transfer:
+            print(transfer.summary())
+        if config.freeze_backbone:
+            set_trainable(model, head_start(model))
+        compile_model(model, config.lr, config.epochs * steps_per_epoch(len(split.train), config.batch), num_classes)
 
     train_ds = make_dataset(split.train.x, split.train.y, config.batch, config.seed, config.augment, True)
     val_ds = make_dataset(split.val.x, split.val.y, config.batch, config.seed, False, False)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, a line per epoch in logs
     start = time.perf_counter()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose)
+    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose).history
+    if config.fine_tune_at is not None:
+        extra = config.fine_tune_epochs or config.epochs
+        with strategy().scope():
+            set_trainable(model, resolve_layer_index(model, config.fine_tune_at))
+            compile_model(
+                model,
+                config.lr * config.fine_tune_lr_factor,
+                extra * steps_per_epoch(len(split.train), config.batch),
+                num_classes,
+            )
+        more = model.fit(
+            train_ds, validation_data=val_ds, initial_epoch=config.epochs, epochs=config.epochs + extra, verbose=verbose
+        ).history
+        history = {k: history[k] + more.get(k, []) for k in history}
     train_seconds = time.perf_counter() - start
+    for layer in model.layers:  # freezing was for this run; a saved model starts fully trainable
+        layer.trainable = True
 
     info = model_info(config, split)
     model_path = save_keras(model, run_dir / "model.keras", info)
     write_text(run_dir / "labels.txt", "\n".join(info.labels) + "\n")
     write_text(run_dir / "config.yaml", to_yaml(config))
-    write_text(run_dir / "history.csv", history_csv(history.history))
-    plot_history(history.history, run_dir / "curves.png")
+    write_text(run_dir / "history.csv", history_csv(history))
+    plot_history(history, run_dir / "curves.png")
     probs = model.predict(val_ds, verbose=0)
-    from edgecnn.benchmarks.accuracy import classification_metrics
-
     result = classification_metrics(probs, split.val.y, info.labels)
     summary = {
         "arch": config.arch,
         "params": int(model.count_params()),
-        "epochs": config.epochs,
+        "epochs": len(history["loss"]),
         "train_seconds": round(train_seconds, 1),
         "train_images": len(split.train),
         "val_images": len(split.val),
