@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from edgecnn import __version__
@@ -187,28 +188,29 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_archs(args: argparse.Namespace) -> int:
-    from edgecnn.archs import get_arch, list_archs
+    from dataclasses import asdict
 
-    rows = [get_arch(name) for name in list_archs()]
-    if args.json:
-        print_json(
-            [
-                {
-                    "name": s.name,
-                    "family": s.family,
-                    "input_size": s.default_size,
-                    "edgetpu": s.edgetpu,
-                    "options": s.options(),
-                    "description": s.doc,
-                }
-                for s in rows
-            ]
-        )
-        return 0
-    width = max(len(s.name) for s in rows)
-    print(f"{'name':{width}s}  family      input  edgetpu  description")
-    for s in rows:
-        print(f"{s.name:{width}s}  {s.family:10s}  {s.default_size:5d}  {'yes' if s.edgetpu else 'no':7s}  {s.doc}")
+    from edgecnn.archs.stats import all_stats, format_table
+
+    rows = all_stats(use_cache=not args.no_cache)
+    print_json([asdict(r) for r in rows]) if args.json else print(format_table(rows))
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from edgecnn.archs import create, get_arch
+    from edgecnn.profile import format_profile, profile_model
+
+    target = Path(args.target)
+    if target.suffix in (".keras", ".h5", ".tflite") or target.is_dir():
+        from edgecnn.training.keras_io import load_keras
+
+        model, _ = load_keras(target)
+    else:
+        spec = get_arch(args.target)
+        model = create(args.target, args.classes, args.img or spec.default_size, args.channels)
+    profile = profile_model(model, bytes_per_element=1 if args.int8 else 4)
+    print_json(profile.as_dict()) if args.json else print(format_profile(profile))
     return 0
 
 
@@ -320,7 +322,16 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true")
     _runtime_options(p)
 
-    p = command("archs", cmd_archs, "list the registered architectures")
+    p = command("archs", cmd_archs, "the registered architectures: family, params, MACs, input size, Edge TPU")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-cache", action="store_true", dest="no_cache", help="re-measure every architecture")
+
+    p = command("profile", cmd_profile, "per-layer shapes, params, MACs, receptive field and activation memory")
+    p.add_argument("target", help="an architecture name (edgecnn archs) or a .keras model / run folder")
+    p.add_argument("--img", type=positive_int, help="input size for an architecture (default: its own)")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=3)
+    p.add_argument("--classes", type=positive_int, default=1000)
+    p.add_argument("--int8", action="store_true", help="activation memory at 1 byte per element (default 4)")
     p.add_argument("--json", action="store_true")
     return parser
 

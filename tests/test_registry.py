@@ -16,8 +16,8 @@ def test_registry_lists_spine_members() -> None:
 
 
 def test_unknown_name_suggests() -> None:
-    with pytest.raises(EdgecnnError, match=r"unknown architecture 'lenet'; did you mean lenet5\?"):
-        get_arch("lenet")
+    with pytest.raises(EdgecnnError, match=r"unknown architecture 'lenet6'; did you mean lenet5\b"):
+        get_arch("lenet6")
 
 
 def test_unknown_option_lists_valid_ones() -> None:

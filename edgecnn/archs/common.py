@@ -29,14 +29,20 @@ def activation(name: str, label: str | None = None) -> Any:
         "relu6": lambda: layers.ReLU(6.0, name=label),
         "tanh": lambda: layers.Activation("tanh", name=label),
         "swish": lambda: layers.Activation("swish", name=label),
-        "hard_swish": lambda: layers.Activation(
-            "hard_swish" if hasattr(keras.activations, "hard_swish") else "swish", name=label
-        ),
+        "hard_swish": lambda: _hard_swish(label),
         "gelu": lambda: layers.Activation("gelu", name=label),
     }
     if name not in table:
         raise EdgecnnError(f"unknown activation {name!r}; use one of: {', '.join(ACTIVATIONS)}")
     return table[name]()
+
+
+def _hard_swish(label: str | None) -> Any:
+    """edgecnn's HardSwish layer (tf_keras has no hard_swish activation); imported here, not at the top,
+    so that this module stays importable without TensorFlow."""
+    from edgecnn.archs.layers import HardSwish
+
+    return HardSwish(name=label)
 
 
 def classifier(x: Any, num_classes: int, dropout: float = 0.0) -> Any:

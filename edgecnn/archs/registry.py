@@ -51,7 +51,7 @@ def register(family: str, default_size: int = 224, edgetpu: bool = True) -> Call
     return wrap
 
 
-_NOT_FAMILIES = {"registry", "layers", "common"}
+_NOT_FAMILIES = {"registry", "layers", "common", "stats"}
 
 
 def _load_families() -> None:

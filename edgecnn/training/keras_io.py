@@ -35,7 +35,9 @@ def load_keras(path: str | os.PathLike) -> tuple[Any, ModelInfo | None]:
     from edgecnn.keras_env import keras
 
     path = check_keras_path(path)
-    list_archs()  # imports every family so custom layers are registered for deserialization
+    import edgecnn.archs.layers  # noqa: F401  (custom layers: families import it lazily, load needs it now)
+
+    list_archs()  # imports every family so their custom layers are registered for deserialization
     try:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types (OSError, ValueError, KeyError, TypeError)

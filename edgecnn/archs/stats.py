@@ -1,0 +1,100 @@
+"""Parameters and MACs of every registered architecture at its default input, cached on disk.
+
+Building ~30 networks (VGG-16 alone has 138M weights to initialize) takes about a minute, so the
+numbers are computed once per version of the architecture sources and kept in the user cache
+(``$XDG_CACHE_HOME/edgecnn`` or ``~/.cache/edgecnn``); editing any family file invalidates them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from edgecnn.archs.registry import get_arch, list_archs
+from edgecnn.fileio import write_text
+
+
+@dataclass
+class ArchStats:
+    name: str
+    family: str
+    input_size: int
+    params: int
+    macs: int
+    edgetpu: bool
+    description: str
+
+
+def _sources_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def cache_path() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "edgecnn" / f"archs-{_sources_digest()}.json"
+
+
+def measure(name: str, num_classes: int = 1000) -> ArchStats:
+    """Build ``name`` at its default input (3 channels, 1000 classes) and count params and MACs."""
+    from edgecnn.archs import create
+    from edgecnn.keras_env import keras
+    from edgecnn.profile import profile_model
+
+    spec = get_arch(name)
+    model = create(name, num_classes, spec.default_size, 3)
+    profile = profile_model(model)
+    keras.backend.clear_session()
+    return ArchStats(
+        name, spec.family, spec.default_size, profile.total_params, profile.total_macs, spec.edgetpu, spec.doc
+    )
+
+
+def all_stats(use_cache: bool = True) -> list[ArchStats]:
+    path = cache_path()
+    cached: dict[str, dict] = {}
+    if use_cache and path.is_file():
+        cached = json.loads(path.read_text())
+    names = list_archs()
+    missing = [n for n in names if n not in cached]
+    for name in tqdm(missing, desc="measuring architectures", unit="arch", disable=None if missing else True):
+        cached[name] = asdict(measure(name))
+    if missing:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text(path, json.dumps(cached, indent=1))
+        except OSError:
+            pass  # a read-only home only costs the cache
+    return [ArchStats(**cached[n]) for n in names]
+
+
+def format_table(rows: list[ArchStats]) -> str:
+    head = ("name", "family", "params", "MACs", "input", "edgetpu", "description")
+    cells = [
+        (
+            r.name,
+            r.family,
+            f"{r.params / 1e6:.2f}M",
+            f"{r.macs / 1e6:,.1f}M",
+            str(r.input_size),
+            "yes" if r.edgetpu else "no",
+            r.description,
+        )
+        for r in rows
+    ]
+    widths = [max(len(c[i]) for c in [head, *cells]) for i in range(len(head) - 1)]
+    lines = []
+    for row in [head, *cells]:
+        lines.append(
+            "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False)))
+            + "  "
+            + row[-1]
+        )
+    return "\n".join(lines)
