@@ -187,6 +187,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from edgecnn.optimize.pipeline import OptimizeConfig, optimize
+
+    config = OptimizeConfig(
+        prune=args.prune,
+        prune_schedule=args.prune_schedule,
+        structured=args.structured,
+        cluster=args.cluster,
+        qat=args.qat,
+        distill_from=args.distill_from,
+        temperature=args.temperature,
+        alpha=args.alpha,
+        epochs=args.epochs,
+        distill_epochs=args.distill_epochs,
+        lr=args.lr,
+        seed=args.seed,
+        out=args.out,
+    )
+    config.steps()  # "nothing to do" before TensorFlow starts
+    rows = optimize(args.model, config)
+    from edgecnn.optimize.report import markdown
+
+    print(markdown(rows))
+    return 0
+
+
 def cmd_archs(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -296,6 +322,22 @@ def build_parser() -> Parser:
     p.add_argument("--no-eval", action="store_true", help="skip the accuracy check")
     p.add_argument("-o", "--output", help="output .tflite path (default: beside the model)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    p = command("optimize", cmd_optimize, "prune, cluster, quantization-aware training, distillation; compared")
+    p.add_argument("model", help="a run folder or model.keras (its dataset is used for fine-tuning)")
+    p.add_argument("--prune", type=float, metavar="SPARSITY", help="magnitude pruning to this sparsity, e.g. 0.8")
+    p.add_argument("--prune-schedule", choices=("polynomial", "constant"), default="polynomial", dest="prune_schedule")
+    p.add_argument("--structured", choices=("2:4",), help="N:M structured sparsity (with --prune)")
+    p.add_argument("--cluster", type=positive_int, metavar="N", help="weight clustering to N clusters, e.g. 16")
+    p.add_argument("--qat", action="store_true", help="quantization-aware training (keeps sparsity/clusters)")
+    p.add_argument("--distill-from", dest="distill_from", metavar="TEACHER", help="teacher .keras or run folder")
+    p.add_argument("--temperature", type=positive_float, default=4.0)
+    p.add_argument("--alpha", type=float, default=0.1, help="weight of the hard-label loss in distillation")
+    p.add_argument("--epochs", type=positive_int, default=4, help="fine-tuning epochs per step")
+    p.add_argument("--distill-epochs", type=positive_int, dest="distill_epochs", help="default: the run's epochs")
+    p.add_argument("--lr", type=positive_float, default=1e-4, help="fine-tuning learning rate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder (default: RUN/optimized)")
 
     p = command("eval", cmd_eval, "accuracy of a .keras or .tflite model on a dataset's validation split")
     p.add_argument("model")

@@ -1,0 +1,265 @@
+"""``edgecnn optimize``: composable steps (distill -> prune -> cluster -> qat), each a new run folder.
+
+Every step fine-tunes on the source run's own training split, strips its wrappers, saves
+``model.keras``, converts to full-integer int8 and measures the deployed model: accuracy (Keras and
+.tflite), size raw and gzip, kernel sparsity and distinct values, int8 latency. The comparison
+report puts the float model, post-training int8 and every step side by side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.errors import EdgecnnError
+from edgecnn.fileio import ensure_dir, write_bytes, write_text
+from edgecnn.metadata import ModelInfo
+
+
+@dataclass
+class OptimizeConfig:
+    prune: float | None = None
+    prune_schedule: str = "polynomial"
+    structured: str | None = None
+    cluster: int | None = None
+    qat: bool = False
+    distill_from: str | None = None
+    temperature: float = 4.0
+    alpha: float = 0.1
+    epochs: int = 4  # fine-tuning epochs of the prune, cluster and qat steps
+    distill_epochs: int | None = None  # default: the source run's training epochs
+    lr: float = 1e-4  # fine-tuning learning rate (distillation trains from scratch at 1e-3)
+    batch: int = 32
+    seed: int = 0
+    bench_runs: int = 100
+    out: str | None = None  # default: <source run>/optimized
+
+    def steps(self) -> list[str]:
+        wanted = {
+            "distill": self.distill_from is not None,
+            "prune": self.prune is not None,
+            "cluster": self.cluster is not None,
+            "qat": self.qat,
+        }
+        steps = [name for name in STEP_ORDER if wanted[name]]
+        if not steps:
+            raise EdgecnnError("nothing to do: give at least one of --prune, --cluster, --qat, --distill-from")
+        return steps
+
+
+@dataclass
+class Measured:
+    """One row of the comparison: a model as deployed (int8 .tflite unless named float)."""
+
+    name: str
+    keras_top1: float | None
+    tflite_top1: float
+    tflite_bytes: int
+    gzip_bytes: int
+    sparsity: float
+    unique_values: int
+    latency_p50_ms: float
+    path: str
+
+
+@dataclass
+class Context:
+    """What the steps need: the data, the source record, and the choices that depend on other steps."""
+
+    config: OptimizeConfig
+    info: ModelInfo
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    source_epochs: int
+    rows: list[Measured] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------ steps
+def _fit(model: Any, ctx: Context, epochs: int, lr: float, callbacks: list[Any] | None = None) -> None:
+    from edgecnn.keras_env import keras
+    from edgecnn.training.fit import make_dataset
+
+    model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", ["accuracy"])
+    data = make_dataset(ctx.train_x, ctx.train_y, ctx.config.batch, ctx.config.seed, True, True)
+    model.fit(data, epochs=epochs, verbose=0, callbacks=callbacks or [])
+
+
+def _steps_per_epoch(ctx: Context) -> int:
+    return int(np.ceil(len(ctx.train_y) / ctx.config.batch))
+
+
+def step_distill(model: Any, ctx: Context) -> Any:
+    """A fresh copy of the source architecture, trained from scratch against the teacher."""
+    from edgecnn.keras_env import keras
+    from edgecnn.optimize.distill import DistillConfig, check_compatible, make_distiller
+    from edgecnn.training.fit import make_dataset
+    from edgecnn.training.keras_io import load_keras
+
+    cfg = DistillConfig(ctx.config.distill_from, ctx.config.temperature, ctx.config.alpha)
+    cfg.validate()
+    teacher, teacher_info = load_keras(cfg.teacher)
+    check_compatible(teacher, model, teacher_info.labels if teacher_info else None, ctx.info.labels)
+    keras.utils.set_random_seed(ctx.config.seed)
+    student = keras.models.clone_model(model)  # same architecture, re-initialized weights
+    epochs = ctx.config.distill_epochs or ctx.source_epochs
+    distiller = make_distiller(student, teacher, cfg)
+    schedule = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=max(1, epochs * _steps_per_epoch(ctx)))
+    distiller.compile(optimizer=keras.optimizers.Adam(schedule))
+    data = make_dataset(ctx.train_x, ctx.train_y, ctx.config.batch, ctx.config.seed, True, True)
+    distiller.fit(data, epochs=epochs, verbose=0)
+    return student
+
+
+def step_prune(model: Any, ctx: Context) -> Any:
+    from edgecnn.optimize import prune
+
+    cfg = prune.PruneConfig(ctx.config.prune, ctx.config.prune_schedule, ctx.config.structured)
+    wrapped = prune.apply_pruning(model, cfg, ctx.config.epochs * _steps_per_epoch(ctx))
+    _fit(wrapped, ctx, ctx.config.epochs, ctx.config.lr, prune.callbacks())
+    return prune.strip(wrapped)
+
+
+def step_cluster(model: Any, ctx: Context) -> Any:
+    from edgecnn.optimize import cluster
+
+    cfg = cluster.ClusterConfig(ctx.config.cluster, preserve_sparsity=ctx.config.prune is not None)
+    wrapped = cluster.apply_clustering(model, cfg)
+    _fit(wrapped, ctx, ctx.config.epochs, ctx.config.lr)
+    return cluster.strip(wrapped)
+
+
+def qat_scheme(config: OptimizeConfig) -> str:
+    """PQAT, CQAT or PCQAT keep what the earlier steps made (zeros, clusters) through QAT."""
+    pruned, clustered = config.prune is not None, config.cluster is not None
+    return {
+        (False, False): "default",
+        (True, False): "prune_preserve",
+        (False, True): "cluster_preserve",
+        (True, True): "cluster_prune_preserve",
+    }[(pruned, clustered)]
+
+
+def step_qat(model: Any, ctx: Context) -> Any:
+    from edgecnn.optimize.qat import format_plan, plan_qat, quantize_model
+
+    print(format_plan(plan_qat(model)))
+    qat_model = quantize_model(model, scheme=qat_scheme(ctx.config))
+    _fit(qat_model, ctx, ctx.config.epochs, ctx.config.lr)
+    return qat_model
+
+
+STEPS: dict[str, Callable[[Any, Context], Any]] = {
+    "distill": step_distill,
+    "prune": step_prune,
+    "cluster": step_cluster,
+    "qat": step_qat,
+}
+STEP_ORDER = tuple(STEPS)
+
+
+# ------------------------------------------------------------------------------------ measurement
+def measure(name: str, model: Any, ctx: Context, folder: Path, fmt: str = "int8") -> Measured:
+    """Convert ``model`` to ``fmt`` .tflite in ``folder`` and measure it as deployed."""
+    from edgecnn.benchmarks.accuracy import classification_metrics
+    from edgecnn.benchmarks.latency import benchmark_model
+    from edgecnn.convert.tflite import to_tflite
+    from edgecnn.metadata import embed_tflite_info
+    from edgecnn.optimize.common import gzip_size, sparsity, unique_values
+    from edgecnn.runtime.interpreter import TFLiteModel
+
+    rng = np.random.default_rng(ctx.config.seed)
+    calib = ctx.train_x[rng.choice(len(ctx.train_x), min(200, len(ctx.train_x)), replace=False)]
+    io = "uint8" if fmt == "int8" else "float32"
+    blob = to_tflite(model, fmt, io, calib if fmt == "int8" else None)
+    info = dataclasses.replace(ctx.info, quantization=fmt, extra={**ctx.info.extra, "io": io, "optimized": name})
+    blob = embed_tflite_info(blob, info)
+    path = write_bytes(folder / f"model_{fmt}.tflite", blob)
+    keras_probs = model.predict(ctx.val_x.astype(np.float32), batch_size=64, verbose=0)
+    tflite_probs = TFLiteModel(path).predict(ctx.val_x)
+    latency = benchmark_model(path, threads=os.cpu_count(), runs=ctx.config.bench_runs).latency_ms["p50"]
+    return Measured(
+        name=name,
+        keras_top1=classification_metrics(keras_probs, ctx.val_y, ctx.info.labels)["top1"],
+        tflite_top1=classification_metrics(tflite_probs, ctx.val_y, ctx.info.labels)["top1"],
+        tflite_bytes=len(blob),
+        gzip_bytes=gzip_size(blob),
+        sparsity=round(sparsity(model), 4),
+        unique_values=unique_values(model),
+        latency_p50_ms=latency,
+        path=str(path),
+    )
+
+
+def save_step(model: Any, ctx: Context, folder: Path, row: Measured) -> None:
+    from edgecnn.training.keras_io import save_keras
+
+    save_keras(model, folder / "model.keras", ctx.info)
+    write_text(folder / "metrics.json", json.dumps(dataclasses.asdict(row), indent=1))
+
+
+# -------------------------------------------------------------------------------------- pipeline
+def load_context(source: str | os.PathLike, config: OptimizeConfig) -> tuple[Any, Context, Path]:
+    import yaml
+
+    from edgecnn.data import load_classification
+    from edgecnn.training.keras_io import check_keras_path, load_keras
+
+    path = check_keras_path(source)
+    model, info = load_keras(path)
+    if info is None or not info.data.get("spec"):
+        raise EdgecnnError(f"{path} does not record its dataset; optimize runs made by edgecnn train")
+    split = load_classification(
+        info.data["spec"],
+        info.input_size[0],
+        info.channels,
+        seed=info.data.get("seed", 0),
+        val_fraction=info.data.get("val_fraction", 0.2),
+    )
+    config_yaml = path.parent / "config.yaml"
+    epochs = (
+        (yaml.safe_load(config_yaml.read_text()) or {}).get("epochs", config.epochs)
+        if config_yaml.is_file()
+        else config.epochs
+    )
+    ctx = Context(config, info, split.train.x, split.train.y, split.val.x, split.val.y, int(epochs))
+    return model, ctx, path
+
+
+def optimize(source: str | os.PathLike, config: OptimizeConfig) -> list[Measured]:
+    """Run the requested steps in order; returns the comparison rows (also written as a report)."""
+    from edgecnn.keras_env import keras
+    from edgecnn.optimize.report import write_report
+
+    steps = config.steps()
+    model, ctx, path = load_context(source, config)
+    out = ensure_dir(config.out or path.parent / "optimized", "optimize output")
+    keras.utils.set_random_seed(config.seed)
+    print(f"measuring the source model {path} (float32 and post-training int8)")
+    rows = [
+        measure("float32", model, ctx, ensure_dir(out / "0_float32"), fmt="float32"),
+        measure("ptq_int8", model, ctx, ensure_dir(out / "0_ptq_int8")),
+    ]
+    current = model
+    for i, name in enumerate(steps, 1):
+        print(f"[{i}/{len(steps)}] {name}")
+        current = STEPS[name](current, ctx)
+        label = "+".join(steps[:i])
+        folder = ensure_dir(out / f"{i}_{label}")
+        row = measure(label, current, ctx, folder)
+        save_step(current, ctx, folder, row)
+        rows.append(row)
+        print(
+            f"    keras {100 * (row.keras_top1 or 0):.2f}%  int8 {100 * row.tflite_top1:.2f}%  "
+            f"gzip {row.gzip_bytes / 1024:.1f} KiB  sparsity {100 * row.sparsity:.0f}%"
+        )
+    write_report(rows, out)
+    return rows

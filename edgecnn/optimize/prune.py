@@ -1,0 +1,80 @@
+"""Magnitude pruning with tfmot (Zhu & Gupta, 2017, "To prune, or not to prune"): apply, fine-tune, strip.
+
+Only conv/depthwise/dense kernels are pruned; everything else (normalization, BN, custom layers) is
+left alone, so any registry member can be pruned. ``structured="2:4"`` keeps 2 of every 4 weights
+(the N:M pattern sparse tensor cores and XNNPACK's sparse kernels exploit); it applies to Conv2D
+and Dense only, since tfmot does not support it on depthwise kernels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from edgecnn.errors import EdgecnnError
+from edgecnn.optimize.common import clone_wrapping, kernel_layer_types, refuse_if_quantized
+
+SCHEDULES = ("polynomial", "constant")
+
+
+@dataclass
+class PruneConfig:
+    sparsity: float = 0.8
+    schedule: str = "polynomial"  # polynomial: ramp from 0 over the first 2/3 of fine-tuning; constant: at once
+    structured: str | None = None  # "2:4"
+
+    def validate(self) -> None:
+        if not 0.0 < self.sparsity < 1.0:
+            raise EdgecnnError(f"--prune must be a sparsity between 0 and 1 (e.g. 0.8), got {self.sparsity}")
+        if self.schedule not in SCHEDULES:
+            raise EdgecnnError(f"unknown --prune-schedule {self.schedule!r}; use one of: {', '.join(SCHEDULES)}")
+        if self.structured not in (None, "2:4"):
+            raise EdgecnnError(f"--structured {self.structured!r} is not supported; use 2:4")
+
+
+def _schedule(config: PruneConfig, total_steps: int) -> Any:
+    import tensorflow_model_optimization as tfmot
+
+    if config.structured:
+        return tfmot.sparsity.keras.ConstantSparsity(0.5, begin_step=0, frequency=max(1, total_steps // 20))
+    if config.schedule == "constant":
+        return tfmot.sparsity.keras.ConstantSparsity(config.sparsity, begin_step=0, frequency=max(1, total_steps // 20))
+    end = max(1, int(total_steps * 2 / 3))
+    return tfmot.sparsity.keras.PolynomialDecay(
+        0.0, config.sparsity, begin_step=0, end_step=end, frequency=max(1, end // 10)
+    )
+
+
+def apply_pruning(model: Any, config: PruneConfig, total_steps: int) -> Any:
+    """Wrap the prunable kernels for ``total_steps`` of fine-tuning (call ``callbacks()`` in fit)."""
+    import tensorflow_model_optimization as tfmot
+
+    from edgecnn.keras_env import keras  # noqa: F401  (tfmot must see tf_keras first)
+
+    config.validate()
+    refuse_if_quantized(model, "prune")
+    schedule = _schedule(config, total_steps)
+    m_by_n = (2, 4) if config.structured else None
+    prunable = kernel_layer_types()
+    depthwise = keras.layers.DepthwiseConv2D
+
+    def wants(layer: Any) -> bool:
+        return isinstance(layer, prunable) and not (m_by_n and isinstance(layer, depthwise))
+
+    def wrap(layer: Any) -> Any:
+        return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule, sparsity_m_by_n=m_by_n)
+
+    return clone_wrapping(model, wrap, wants)
+
+
+def callbacks() -> list[Any]:
+    import tensorflow_model_optimization as tfmot
+
+    return [tfmot.sparsity.keras.UpdatePruningStep()]
+
+
+def strip(model: Any) -> Any:
+    """Remove the pruning wrappers: a plain model whose kernels contain the zeros."""
+    import tensorflow_model_optimization as tfmot
+
+    return tfmot.sparsity.keras.strip_pruning(model)
