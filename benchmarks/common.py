@@ -23,7 +23,16 @@ def photo_folder(out: Path, crops_per_photo: int = 8) -> Path:
 
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    names = ["astronaut", "coffee", "chelsea", "rocket", "camera", "immunohistochemistry", "retina", "hubble_deep_field"]
+    names = [
+        "astronaut",
+        "coffee",
+        "chelsea",
+        "rocket",
+        "camera",
+        "immunohistochemistry",
+        "retina",
+        "hubble_deep_field",
+    ]
     for name in names:
         image = getattr(skdata, name)()
         if image.ndim == 2:

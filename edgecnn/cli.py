@@ -328,6 +328,13 @@ def build_parser() -> Parser:
     p.add_argument("--prune", type=float, metavar="SPARSITY", help="magnitude pruning to this sparsity, e.g. 0.8")
     p.add_argument("--prune-schedule", choices=("polynomial", "constant"), default="polynomial", dest="prune_schedule")
     p.add_argument("--structured", choices=("2:4",), help="N:M structured sparsity (with --prune)")
+    p.add_argument(
+        "--prune-block",
+        type=positive_int,
+        default=1,
+        dest="prune_block",
+        help="prune Dense kernels in blocks of N input weights (compresses better; e.g. 4)",
+    )
     p.add_argument("--cluster", type=positive_int, metavar="N", help="weight clustering to N clusters, e.g. 16")
     p.add_argument("--qat", action="store_true", help="quantization-aware training (keeps sparsity/clusters)")
     p.add_argument("--distill-from", dest="distill_from", metavar="TEACHER", help="teacher .keras or run folder")

@@ -28,6 +28,7 @@ class OptimizeConfig:
     prune: float | None = None
     prune_schedule: str = "polynomial"
     structured: str | None = None
+    prune_block: int = 1
     cluster: int | None = None
     qat: bool = False
     distill_from: str | None = None
@@ -122,7 +123,7 @@ def step_distill(model: Any, ctx: Context) -> Any:
 def step_prune(model: Any, ctx: Context) -> Any:
     from edgecnn.optimize import prune
 
-    cfg = prune.PruneConfig(ctx.config.prune, ctx.config.prune_schedule, ctx.config.structured)
+    cfg = prune.PruneConfig(ctx.config.prune, ctx.config.prune_schedule, ctx.config.structured, ctx.config.prune_block)
     wrapped = prune.apply_pruning(model, cfg, ctx.config.epochs * _steps_per_epoch(ctx))
     _fit(wrapped, ctx, ctx.config.epochs, ctx.config.lr, prune.callbacks())
     return prune.strip(wrapped)
