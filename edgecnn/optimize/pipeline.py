@@ -81,6 +81,7 @@ class Context:
     val_x: np.ndarray
     val_y: np.ndarray
     source_epochs: int
+    augment: bool = True  # as the source run was trained
     rows: list[Measured] = field(default_factory=list)
 
 
@@ -90,7 +91,7 @@ def _fit(model: Any, ctx: Context, epochs: int, lr: float, callbacks: list[Any] 
     from edgecnn.training.fit import make_dataset
 
     model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", ["accuracy"])
-    data = make_dataset(ctx.train_x, ctx.train_y, ctx.config.batch, ctx.config.seed, True, True)
+    data = make_dataset(ctx.train_x, ctx.train_y, ctx.config.batch, ctx.config.seed, ctx.augment, True)
     model.fit(data, epochs=epochs, verbose=0, callbacks=callbacks or [])
 
 
@@ -115,7 +116,7 @@ def step_distill(model: Any, ctx: Context) -> Any:
     distiller = make_distiller(student, teacher, cfg)
     schedule = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=max(1, epochs * _steps_per_epoch(ctx)))
     distiller.compile(optimizer=keras.optimizers.Adam(schedule))
-    data = make_dataset(ctx.train_x, ctx.train_y, ctx.config.batch, ctx.config.seed, True, True)
+    data = make_dataset(ctx.train_x, ctx.train_y, ctx.config.batch, ctx.config.seed, ctx.augment, True)
     distiller.fit(data, epochs=epochs, verbose=0)
     return student
 
