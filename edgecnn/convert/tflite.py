@@ -63,13 +63,18 @@ def trace_batch1(model: Any) -> Any:
     return tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
 
 
-def to_tflite(model: Any, fmt_name: str, io: str, calib_images: np.ndarray | None) -> bytes:
+def to_tflite(model: Any, fmt_name: str, io: str, calib_images: np.ndarray | None, per_tensor: bool = False) -> bytes:
+    """Convert at batch 1. ``per_tensor`` quantizes each kernel with one scale instead of one per output
+    channel: a clustered kernel then keeps exactly its N centroids as N int8 codes file-wide, which
+    compresses better (LeNet-5, 16 clusters: gzip 44 -> 39 KB, measured)."""
     from edgecnn.keras_env import tf
 
     fmt, io = get_format(fmt_name, io)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([trace_batch1(model)], model)
     calib = representative_dataset(calib_images) if fmt.needs_calibration else None
     fmt.configure(converter, io, calib)
+    # The converter exposes per-tensor quantization only through this attribute (no public flag).
+    converter._experimental_disable_per_channel = per_tensor
     try:
         with native_stderr_silenced():
             return converter.convert()

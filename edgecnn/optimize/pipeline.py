@@ -181,7 +181,8 @@ def measure(name: str, model: Any, ctx: Context, folder: Path, fmt: str = "int8"
     rng = np.random.default_rng(ctx.config.seed)
     calib = ctx.train_x[rng.choice(len(ctx.train_x), min(200, len(ctx.train_x)), replace=False)]
     io = "uint8" if fmt == "int8" else "float32"
-    blob = to_tflite(model, fmt, io, calib if fmt == "int8" else None)
+    clustered = "cluster" in name.split("+")
+    blob = to_tflite(model, fmt, io, calib if fmt == "int8" else None, per_tensor=clustered)
     info = dataclasses.replace(ctx.info, quantization=fmt, extra={**ctx.info.extra, "io": io, "optimized": name})
     blob = embed_tflite_info(blob, info)
     path = write_bytes(folder / f"model_{fmt}.tflite", blob)
