@@ -2,7 +2,7 @@
 
 tensorflow-model-optimization only supports Keras 2, so every model is a ``tf_keras`` model and
 ``TF_USE_LEGACY_KERAS=1`` must be set before TensorFlow is first imported. Everything else does
-``from edgecnn.keras_env import keras, tf``; nothing imports keras directly.
+``from edgecnn.keras_env import keras, tf, tfmot``; nothing imports keras (or tfmot) directly.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from edgecnn.quiet import native_stderr_silenced
 try:
     with native_stderr_silenced():
         import tensorflow as tf
+        import tensorflow_model_optimization as tfmot  # after the variable above: tfmot needs Keras 2
         import tf_keras as keras
 
         tf.config.list_physical_devices("GPU")  # CUDA probing logs happen here, once
@@ -29,4 +30,4 @@ except ImportError as exc:  # the light (Pi) install has no TensorFlow
 
 tf.get_logger().setLevel("ERROR")
 
-__all__ = ["keras", "tf"]
+__all__ = ["keras", "tf", "tfmot"]

@@ -24,9 +24,7 @@ class ClusterConfig:
 
 
 def apply_clustering(model: Any, config: ClusterConfig) -> Any:
-    import tensorflow_model_optimization as tfmot
-
-    from edgecnn.keras_env import keras  # noqa: F401  (tfmot must see tf_keras first)
+    from edgecnn.keras_env import tfmot
 
     config.validate()
     refuse_if_quantized(model, "cluster")
@@ -46,6 +44,6 @@ def apply_clustering(model: Any, config: ClusterConfig) -> Any:
 
 
 def strip(model: Any) -> Any:
-    import tensorflow_model_optimization as tfmot
+    from edgecnn.keras_env import tfmot
 
     return tfmot.clustering.keras.strip_clustering(model)

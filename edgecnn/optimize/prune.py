@@ -44,7 +44,7 @@ class PruneConfig:
 
 
 def _schedule(config: PruneConfig, total_steps: int) -> Any:
-    import tensorflow_model_optimization as tfmot
+    from edgecnn.keras_env import tfmot
 
     if config.structured:
         return tfmot.sparsity.keras.ConstantSparsity(0.5, begin_step=0, frequency=max(1, total_steps // 20))
@@ -58,9 +58,7 @@ def _schedule(config: PruneConfig, total_steps: int) -> Any:
 
 def apply_pruning(model: Any, config: PruneConfig, total_steps: int) -> Any:
     """Wrap the prunable kernels for ``total_steps`` of fine-tuning (call ``callbacks()`` in fit)."""
-    import tensorflow_model_optimization as tfmot
-
-    from edgecnn.keras_env import keras  # noqa: F401  (tfmot must see tf_keras first)
+    from edgecnn.keras_env import keras, tfmot
 
     config.validate()
     refuse_if_quantized(model, "prune")
@@ -82,13 +80,13 @@ def apply_pruning(model: Any, config: PruneConfig, total_steps: int) -> Any:
 
 
 def callbacks() -> list[Any]:
-    import tensorflow_model_optimization as tfmot
+    from edgecnn.keras_env import tfmot
 
     return [tfmot.sparsity.keras.UpdatePruningStep()]
 
 
 def strip(model: Any) -> Any:
     """Remove the pruning wrappers: a plain model whose kernels contain the zeros."""
-    import tensorflow_model_optimization as tfmot
+    from edgecnn.keras_env import tfmot
 
     return tfmot.sparsity.keras.strip_pruning(model)

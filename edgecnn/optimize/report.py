@@ -28,7 +28,8 @@ def markdown(rows: list[Any]) -> str:
         keras_top1 = f"{100 * r.keras_top1:.2f}%" if r.keras_top1 is not None else "-"
         lines.append(
             f"| {r.name} | {keras_top1} | {100 * r.tflite_top1:.2f}% | {r.tflite_bytes / 1024:.1f} | "
-            f"{r.gzip_bytes / 1024:.1f} | {base.gzip_bytes / r.gzip_bytes:.1f}x | {base.tflite_bytes / r.gzip_bytes:.1f}x | "
+            f"{r.gzip_bytes / 1024:.1f} | {base.gzip_bytes / r.gzip_bytes:.1f}x | "
+            f"{base.tflite_bytes / r.gzip_bytes:.1f}x | "
             f"{100 * r.sparsity:.0f}% | "
             f"{r.unique_values} | {r.latency_p50_ms:.3f} |"
         )
