@@ -213,6 +213,18 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from edgecnn.edgetpu.check import run_check
+
+    return run_check(args)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from edgecnn.doctor import run_doctor
+
+    return run_doctor(args)
+
+
 def cmd_archs(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -320,6 +332,11 @@ def build_parser() -> Parser:
     p.add_argument("--calib-samples", type=positive_int, default=200, dest="calib_samples")
     p.add_argument("--data", help="evaluation data for the report (default: the model's own dataset)")
     p.add_argument("--no-eval", action="store_true", help="skip the accuracy check")
+    p.add_argument(
+        "--edgetpu",
+        action="store_true",
+        help="int8 for the Coral Edge TPU: check every op, then run edgetpu_compiler if installed",
+    )
     p.add_argument("-o", "--output", help="output .tflite path (default: beside the model)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -370,6 +387,14 @@ def build_parser() -> Parser:
     p.add_argument("--top-k", type=positive_int, default=3, dest="top_k")
     p.add_argument("--json", action="store_true")
     _runtime_options(p)
+
+    from edgecnn.doctor import add_doctor_arguments
+    from edgecnn.edgetpu.check import add_check_arguments
+
+    p = command("check", cmd_check, "will it run on the Edge TPU? per op/layer, before you train or compile")
+    add_check_arguments(p)
+    p = command("doctor", cmd_doctor, "check this machine: Python, numpy, interpreter, Edge TPU, compiler, cameras")
+    add_doctor_arguments(p)
 
     p = command("archs", cmd_archs, "the registered architectures: family, params, MACs, input size, Edge TPU")
     p.add_argument("--json", action="store_true")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +81,13 @@ def _tflite_bytes(path: str | os.PathLike) -> bytes:
 def read_tflite_metadata(path: str | os.PathLike) -> dict[str, bytes]:
     """All entries of a .tflite's metadata table, by name (raw bytes)."""
     data = _tflite_bytes(path)
-    buf = bytearray(data)
+    try:
+        return _read_metadata(bytearray(data), data)
+    except (struct.error, IndexError, UnicodeDecodeError) as exc:  # a truncated or damaged flatbuffer
+        raise EdgecnnError(f"corrupt .tflite model: {path} ({exc}); convert it again") from exc
+
+
+def _read_metadata(buf: bytearray, data: bytes) -> dict[str, bytes]:
     model = fb_table.Table(buf, flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, 0))
     out: dict[str, bytes] = {}
     meta_off = model.Offset(_MODEL_METADATA)
