@@ -194,6 +194,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         prune=args.prune,
         prune_schedule=args.prune_schedule,
         structured=args.structured,
+        prune_block=args.prune_block,
         cluster=args.cluster,
         qat=args.qat,
         distill_from=args.distill_from,
