@@ -1,0 +1,1 @@
+"""Model optimization steps: quantization-aware training, pruning, clustering, distillation."""
