@@ -154,7 +154,9 @@ def step_qat(model: Any, ctx: Context) -> Any:
     from edgecnn.optimize.qat import format_plan, plan_qat, quantize_model
 
     print(format_plan(plan_qat(model)))
-    qat_model = quantize_model(model, scheme=qat_scheme(ctx.config))
+    rng = np.random.default_rng(ctx.config.seed)
+    calibration = ctx.train_x[rng.choice(len(ctx.train_x), min(256, len(ctx.train_x)), replace=False)]
+    qat_model = quantize_model(model, scheme=qat_scheme(ctx.config), calibration=calibration)
     _fit(qat_model, ctx, ctx.config.epochs, ctx.config.lr)
     return qat_model
 
