@@ -53,7 +53,6 @@ def kernels(model: Any) -> list[np.ndarray]:
     """Kernel weights (not biases, not BN statistics) of conv/dense layers."""
     out = []
     for layer in model.layers:
-        layer = getattr(layer, "layer", layer)  # look inside tfmot's QuantizeWrapper
         if isinstance(layer, kernel_layer_types()):
             weight = layer.depthwise_kernel if hasattr(layer, "depthwise_kernel") else layer.kernel
             out.append(weight.numpy())
