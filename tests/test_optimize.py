@@ -158,3 +158,11 @@ def test_clustering_a_quantization_aware_model_is_refused(digits_run: Path) -> N
     with pytest.raises(EdgecnnError, match="cannot cluster a quantization-aware model: cluster the float model first"):
         apply_clustering(qat, ClusterConfig(16))
     assert np.isfinite(qat(np.zeros((1, 32, 32, 1), np.float32)).numpy()).all()
+
+
+def test_qat_step_through_the_pipeline(digits_run: Path, tmp_path: Path) -> None:
+    """The qat step end to end (plan, quantize, fine-tune, int8, report): QAT int8 within 0.5 point of float."""
+    rows = rows_by_name(optimize(digits_run, OptimizeConfig(qat=True, epochs=2, bench_runs=10, out=str(tmp_path))))
+    assert rows["qat"].tflite_top1 >= rows["float32"].keras_top1 - 0.005, rows["qat"]
+    assert abs(rows["qat"].tflite_top1 - rows["qat"].keras_top1) <= 0.005
+    assert (tmp_path / "1_qat" / "model_int8.tflite").is_file()
