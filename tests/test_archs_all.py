@@ -20,7 +20,7 @@ import pytest
 from edgecnn.archs import create, list_archs
 
 SIZE = 32
-HEAVY_PARAMS = 1_000_000
+HEAVY_PARAMS = 700_000
 
 
 def _params_at_test_size(name: str) -> int:
