@@ -708,6 +708,13 @@ def _untangle_wrapper_weights(layer: Any) -> None:
 
 
 # ------------------------------------------------------------------------------ range calibration
+# The narrowest calibrated range. Untrained deep nets (EfficientNet-Lite at initialization) have
+# activations that vanish to 1e-6 and below; ranges that narrow next to wider ones made the TFLite
+# calibrator abort the process (a kernel's CHECK on its rescaling multiplier). Trained nets are far
+# above it.
+MIN_RANGE = 1e-3
+
+
 class _RangeRecorder:
     """Stands in for an activation quantizer: passes values through, records their min and max."""
 
@@ -737,7 +744,7 @@ def _activation_slots(model: Any) -> list[tuple[Any, str | int]]:
 
 def calibrate_ranges(qat_model: Any, images: Any, batch_size: int = 32) -> int:
     """Set every activation fake-quant range of ``qat_model`` to the min/max its inputs take on
-    ``images`` (inference mode), as post-training calibration would; returns how many were set.
+    ``images`` (inference mode), as post-training calibration would; returns how many it set.
 
     tfmot starts each range at [-6, 6] and moves it by an exponential average of decay 0.999, so a
     short fine-tune (a few hundred steps) ends with ranges still mostly [-6, 6]: ReLU outputs clip at
@@ -769,11 +776,10 @@ def calibrate_ranges(qat_model: Any, images: Any, batch_size: int = 32) -> int:
                 owner[key] = quantizer
             else:
                 setattr(owner, key, quantizer)
-    set_count = 0
     for weights, lo, hi in ranges.values():
         lo, hi = min(lo, 0.0), max(hi, 0.0)  # tfmot's ranges always include zero
-        if hi - lo > 1e-6:  # a dead (all-zero) tensor keeps tfmot's default range
-            weights["min_var"].assign(lo)
-            weights["max_var"].assign(hi)
-            set_count += 1
-    return set_count
+        if hi - lo < MIN_RANGE:  # a dead or vanishing tensor (untrained nets): see MIN_RANGE
+            hi = lo + MIN_RANGE
+        weights["min_var"].assign(lo)
+        weights["max_var"].assign(hi)
+    return len(ranges)
