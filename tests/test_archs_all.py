@@ -33,7 +33,8 @@ def _params_at_test_size(name: str) -> int:
 
 def members() -> list:
     return [
-        pytest.param(n, marks=pytest.mark.slow) if _params_at_test_size(n) > HEAVY_PARAMS else n for n in list_archs()
+        pytest.param(n, marks=pytest.mark.slow) if _params_at_test_size(n) > HEAVY_PARAMS else n
+        for n in list_archs("classify")  # detectors and segmenters: tests/test_detect.py, test_segment.py
     ]
 
 

@@ -116,7 +116,9 @@ def _mbconv(x: Any, filters: int, kernel: int, expand: int, stride: int, drop_ra
     return x
 
 
-def _efficientnet_lite(x: Any, num_classes: int, coefficients: Coefficients, dropout: float, small_input: bool) -> Any:
+def efficientnet_lite_features(x: Any, coefficients: Coefficients, small_input: bool = False) -> list[Any]:
+    """Feature maps at strides 2, 4, 8, 16 and 32 (halved with ``small_input``): the last tensor of
+    each resolution, for detection and segmentation heads."""
     from edgecnn.keras_env import keras
 
     layers = keras.layers
@@ -126,9 +128,12 @@ def _efficientnet_lite(x: Any, num_classes: int, coefficients: Coefficients, dro
     )(x)
     x = layers.BatchNormalization(epsilon=1e-3, momentum=BN_MOMENTUM, name="stem_bn")(x)
     x = layers.ReLU(6.0, name="stem_activation")(x)
+    features: list[Any] = []  # the input of each stride-2 stage
     total = sum(stage.repeats for stage in stages)
     block = 0
     for i, stage in enumerate(stages):
+        if stage.stride == 2:
+            features.append(x)
         for j in range(stage.repeats):
             stride = stage.stride if j == 0 else 1
             prefix = f"block{i + 1}{chr(ord('a') + j)}_"
@@ -137,7 +142,11 @@ def _efficientnet_lite(x: Any, num_classes: int, coefficients: Coefficients, dro
     x = layers.Conv2D(HEAD_FILTERS, 1, use_bias=False, name="top_conv")(x)
     x = layers.BatchNormalization(epsilon=1e-3, momentum=BN_MOMENTUM, name="top_bn")(x)
     x = layers.ReLU(6.0, name="top_activation")(x)
-    return classifier(x, num_classes, dropout)
+    return [*features, x]
+
+
+def _efficientnet_lite(x: Any, num_classes: int, coefficients: Coefficients, dropout: float, small_input: bool) -> Any:
+    return classifier(efficientnet_lite_features(x, coefficients, small_input)[-1], num_classes, dropout)
 
 
 @register(family="efficientnet_lite", default_size=LITE["lite0"].resolution)

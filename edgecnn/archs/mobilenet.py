@@ -57,7 +57,10 @@ def _inverted_residual(x: Any, expansion: int, filters: int, stride: int, block_
     return x
 
 
-def _mobilenet_v2(x: Any, num_classes: int, alpha: float, dropout: float, small_input: bool) -> Any:
+def mobilenet_v2_features(x: Any, alpha: float = 1.0, small_input: bool = False) -> list[Any]:
+    """The backbone's feature maps at strides 2, 4, 8, 16 and 32 (halved with ``small_input``): the
+    last tensor of each resolution, as detection (SSDLite) and segmentation (U-Net, DeepLab) heads
+    tap them. Layer names are keras.applications', so ImageNet weights still load by name."""
     from edgecnn.keras_env import keras
 
     layers = keras.layers
@@ -67,8 +70,11 @@ def _mobilenet_v2(x: Any, num_classes: int, alpha: float, dropout: float, small_
     )
     x = layers.BatchNormalization(epsilon=1e-3, momentum=BN_MOMENTUM, name="bn_Conv1")(x)
     x = layers.ReLU(6.0, name="Conv1_relu")(x)
+    features: list[Any] = []  # the input of each stride-2 stage: strides 2, 4, 8, 16
     block_id = 0
     for t, c, n, s in V2_STAGES:
+        if s == 2:
+            features.append(x)
         for i in range(n):
             x = _inverted_residual(x, t, make_divisible(c * alpha), s if i == 0 else 1, block_id)
             block_id += 1
@@ -76,7 +82,11 @@ def _mobilenet_v2(x: Any, num_classes: int, alpha: float, dropout: float, small_
     x = layers.Conv2D(last, 1, use_bias=False, name="Conv_1")(x)
     x = layers.BatchNormalization(epsilon=1e-3, momentum=BN_MOMENTUM, name="Conv_1_bn")(x)
     x = layers.ReLU(6.0, name="out_relu")(x)
-    return classifier(x, num_classes, dropout)
+    return [*features, x]
+
+
+def _mobilenet_v2(x: Any, num_classes: int, alpha: float, dropout: float, small_input: bool) -> Any:
+    return classifier(mobilenet_v2_features(x, alpha, small_input)[-1], num_classes, dropout)
 
 
 @register(family="mobilenet", default_size=224)

@@ -16,8 +16,19 @@ from typing import Any
 
 from edgecnn.errors import EdgecnnError
 
-# builder(inputs_normalized, num_classes, **options) -> output tensor (softmax probabilities)
+# builder(inputs_normalized, num_classes, **options) -> output tensor(s), or Built(outputs, extra)
 Builder = Callable[..., Any]
+TASKS = ("classify", "detect", "segment")
+
+
+@dataclass
+class Built:
+    """What a builder returns when the model needs more than its outputs to be used: ``extra`` is
+    task-specific decoding information (detection anchors, ...) that training copies into the model's
+    metadata record (``ModelInfo.extra``) and conversion embeds in the .tflite."""
+
+    outputs: Any
+    extra: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,7 @@ class ArchSpec:
     default_size: int  # default input height and width
     edgetpu: bool  # every op maps to the Edge TPU at full int8
     doc: str
+    task: str = "classify"  # classify: (N, classes) probabilities; detect / segment: see their heads
 
     def options(self) -> list[str]:
         params = inspect.signature(self.builder).parameters
@@ -37,15 +49,19 @@ class ArchSpec:
 _REGISTRY: dict[str, ArchSpec] = {}
 
 
-def register(family: str, default_size: int = 224, edgetpu: bool = True) -> Callable[[Builder], Builder]:
+def register(
+    family: str, default_size: int = 224, edgetpu: bool = True, task: str = "classify"
+) -> Callable[[Builder], Builder]:
     """Register a builder under its function name."""
+    if task not in TASKS:
+        raise RuntimeError(f"unknown task {task!r}; tasks are {TASKS}")
 
     def wrap(fn: Builder) -> Builder:
         name = fn.__name__
         if name in _REGISTRY:
             raise RuntimeError(f"architecture {name!r} registered twice")
         doc = (inspect.getdoc(fn) or "").splitlines()[0] if fn.__doc__ else ""
-        _REGISTRY[name] = ArchSpec(name, family, fn, default_size, edgetpu, doc)
+        _REGISTRY[name] = ArchSpec(name, family, fn, default_size, edgetpu, doc, task)
         return fn
 
     return wrap
@@ -63,9 +79,10 @@ def _load_families() -> None:
             importlib.import_module(f"{package.__name__}.{module.name}")
 
 
-def list_archs() -> list[str]:
+def list_archs(task: str | None = None) -> list[str]:
+    """Registered names, all of them or those of one task."""
     _load_families()
-    return sorted(_REGISTRY)
+    return sorted(n for n, spec in _REGISTRY.items() if task is None or spec.task == task)
 
 
 def get_arch(name: str) -> ArchSpec:
@@ -84,7 +101,10 @@ def create(
     channels: int = 3,
     **options: Any,
 ) -> Any:
-    """Build ``name`` as a tf_keras Model: uint8-range input -> in-graph normalization -> probabilities."""
+    """Build ``name`` as a tf_keras Model: uint8-range input -> in-graph normalization -> task outputs.
+
+    A builder's extra decoding information (see :class:`Built`) is kept as ``model.edgecnn_extra``.
+    """
     from edgecnn.keras_env import keras
 
     spec = get_arch(name)
@@ -97,5 +117,9 @@ def create(
     h, w = (size, size) if isinstance(size, int) else size
     inputs = keras.Input(shape=(h, w, channels), name="pixels")
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(inputs)
-    outputs = spec.builder(x, num_classes, **options)
-    return keras.Model(inputs, outputs, name=name)
+    built = spec.builder(x, num_classes, **options)
+    if not isinstance(built, Built):
+        built = Built(built, {})
+    model = keras.Model(inputs, built.outputs, name=name)
+    model.edgecnn_extra = built.extra
+    return model
