@@ -1,0 +1,230 @@
+"""Semantic-segmentation data: images with a class index per pixel, the seeded split, the ``--data`` dispatch.
+
+A folder dataset is ``images/`` plus ``masks/`` (PNG, same relative stem). A mask is either a
+single-channel PNG of class indices or a Pascal VOC palette PNG; OpenCV expands palettes to colours,
+which are mapped back to indices through the standard VOC colormap. 255 means "ignore" (VOC's
+object borders) and is kept as 255.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgecnn.data.detection import (
+    check_size_and_channels,
+    check_val_fraction,
+    list_images,
+    positions,
+    random_split,
+    read_image,
+    resize_image,
+    set_channels,
+    sorted_files,
+    stack_images,
+    warn_skipped,
+)
+from edgecnn.errors import EdgecnnError
+
+IGNORE = 255
+LAYOUT = "images/ with the pictures and masks/ with one PNG of class indices (or VOC palette colours) per image"
+
+
+@dataclass
+class SegmentationData:
+    """Images as uint8 (N, S, S, C) in ``pixel_format`` and masks (N, S, S) uint8 of indices into ``labels``.
+
+    ``labels[0]`` is the background class; mask value 255 marks pixels to ignore.
+    """
+
+    x: np.ndarray
+    masks: np.ndarray
+    labels: list[str]
+    pixel_format: str = "rgb"
+    skipped: list[str] = field(default_factory=list)  # images/masks not used: "file: why; fix"
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def subset(self, index: np.ndarray) -> SegmentationData:
+        """The images at ``index`` (integer positions), copied; ``skipped`` stays with the whole set."""
+        index = positions(index)
+        return SegmentationData(self.x[index], self.masks[index], self.labels, self.pixel_format)
+
+
+@dataclass
+class SegmentationSplit:
+    train: SegmentationData
+    val: SegmentationData
+
+
+# -- masks ----------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def voc_colormap() -> np.ndarray:
+    """The Pascal VOC palette, (256, 3) uint8 RGB: index bits spread over R, G, B from the high bit down."""
+    cmap = np.zeros((256, 3), np.uint8)
+    for index in range(256):
+        value, r, g, b = index, 0, 0, 0
+        for bit in range(7, -1, -1):
+            r |= (value & 1) << bit
+            g |= ((value >> 1) & 1) << bit
+            b |= ((value >> 2) & 1) << bit
+            value >>= 3
+        cmap[index] = (r, g, b)
+    cmap.setflags(write=False)
+    return cmap
+
+
+def decode_voc_colours(rgb: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """(H, W, 3) RGB mask in VOC colours -> (H, W) uint8 indices, or (None, what is wrong)."""
+    codes = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+    cmap = voc_colormap().astype(np.uint32)
+    palette = (cmap[:, 0] << 16) | (cmap[:, 1] << 8) | cmap[:, 2]
+    order = np.argsort(palette)
+    colours, inverse = np.unique(codes, return_inverse=True)
+    where = np.searchsorted(palette[order], colours).clip(max=255)
+    known = palette[order][where] == colours
+    if not known.all():
+        bad = int(colours[np.flatnonzero(~known)[0]])
+        row, col = (int(v[0]) for v in np.nonzero(codes == bad))
+        colour = (bad >> 16, (bad >> 8) & 255, bad & 255)
+        return None, f"colour {colour} at row {row}, column {col} is not in the VOC palette"
+    return order[where].astype(np.uint8)[inverse.reshape(codes.shape)], ""
+
+
+def read_mask(path: Path) -> tuple[np.ndarray | None, str]:
+    """A mask PNG -> (H, W) uint8 class indices, or (None, what is wrong).
+
+    Single-channel PNGs are the indices; colour PNGs (palettes expanded by OpenCV) are VOC colours.
+    A colour PNG whose three channels are equal everywhere but not VOC colours is taken as indices.
+    """
+    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if mask is None:
+        return None, "cannot read the mask"
+    if mask.ndim == 3 and mask.dtype != np.uint8:
+        return None, f"{mask.dtype} colour mask (VOC palette masks are 8-bit)"
+    if mask.ndim == 3:
+        rgb = mask[:, :, 2::-1]  # BGR(A) -> RGB, alpha dropped
+        indices, problem = decode_voc_colours(rgb)
+        if indices is None and (rgb == rgb[:, :, :1]).all():
+            return np.ascontiguousarray(rgb[:, :, 0]), ""
+        return indices, problem
+    if mask.max(initial=0) > 255:
+        return None, f"class index {int(mask.max())} is over 255"
+    return mask.astype(np.uint8), ""
+
+
+def class_names_file(folder: Path) -> list[str] | None:
+    """Names from labels.txt or classes.txt (first line: background), or None when there is neither."""
+    for name in ("labels.txt", "classes.txt"):
+        path = folder / name
+        if path.is_file():
+            names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            if not names:
+                raise EdgecnnError(f"{path} is empty; write one class name per line, background first")
+            return names
+    return None
+
+
+def load_mask_folder(folder: Path, img_size: int, channels: int | None) -> SegmentationData:
+    """``images/`` + ``masks/`` -> SegmentationData; masks resized with nearest neighbour."""
+    if not (folder / "images").is_dir() or not (folder / "masks").is_dir():
+        raise EdgecnnError(f"{folder} is not a segmentation dataset; expected {LAYOUT}")
+    names = class_names_file(folder)
+    images = list_images(folder / "images")
+    masks = {
+        p.relative_to(folder / "masks").with_suffix("").as_posix(): p
+        for p in sorted_files(folder / "masks")
+        if p.suffix.lower() == ".png"
+    }
+    xs, ys, reports = [], [], []
+    for stem, image_path in images.items():
+        image_rel = image_path.relative_to(folder).as_posix()
+        if stem not in masks:
+            reports.append(f"{image_rel}: no mask masks/{stem}.png (skipped); add the mask or remove the image")
+            continue
+        mask_rel = masks[stem].relative_to(folder).as_posix()
+        mask, problem = read_mask(masks[stem])
+        if mask is None:
+            reports.append(
+                f"{mask_rel}: {problem} (image skipped); save masks as PNGs of class indices or VOC palette colours"
+            )
+            continue
+        top = int(mask[mask != IGNORE].max(initial=0))
+        if names is not None and top >= len(names):
+            reports.append(
+                f"{mask_rel}: class index {top} but the labels file names {len(names)} classes "
+                "(image skipped); add the missing names"
+            )
+            continue
+        pixels = read_image(image_path)
+        if pixels is None:
+            reports.append(f"{image_rel}: cannot read the image (skipped with its mask); replace the file")
+            continue
+        if pixels.shape[:2] != mask.shape:
+            reports.append(
+                f"{mask_rel}: mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                f"{pixels.shape[1]}x{pixels.shape[0]} (skipped); masks must match their image's size"
+            )
+            continue
+        xs.append(resize_image(pixels, img_size))
+        ys.append(cv2.resize(mask, (img_size, img_size), interpolation=cv2.INTER_NEAREST))
+    for stem, path in masks.items():
+        if stem not in images:
+            reports.append(
+                f"{path.relative_to(folder).as_posix()}: no image images/{stem}.* for this mask "
+                "(skipped); add the image or delete the mask"
+            )
+    warn_skipped(reports)
+    if not xs:
+        raise EdgecnnError(f"no usable image/mask pairs in {folder}; expected {LAYOUT}")
+    y = np.stack(ys)
+    if names is None:
+        top = int(y[y != IGNORE].max(initial=0))
+        names = ["background"] + [f"class{i}" for i in range(1, top + 1)]
+    x, pixel_format = stack_images(xs, channels)
+    return SegmentationData(x, y, names, pixel_format, reports)
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+
+def segmentation_builtins() -> dict:
+    """Built-in segmentation datasets: name -> fn(img_size) -> SegmentationData."""
+    from edgecnn.data.shapes import shapes_seg
+
+    return {"shapes-seg": lambda img_size: shapes_seg(img_size)}
+
+
+def load_segmentation_data(spec: str, img_size: int, channels: int | None = None) -> SegmentationData:
+    """The whole dataset named by ``spec``: a built-in name or an images/ + masks/ folder."""
+    check_size_and_channels(img_size, channels)
+    builtins = segmentation_builtins()
+    if spec in builtins:
+        data = builtins[spec](img_size)
+        data.x, data.pixel_format = set_channels(data.x, data.pixel_format, channels)
+        return data
+    if not Path(spec).is_dir():
+        raise EdgecnnError(
+            f"segmentation dataset not found: {spec!r}; use the built-in name "
+            f"({', '.join(sorted(builtins))}) or a folder with {LAYOUT}"
+        )
+    return load_mask_folder(Path(spec), img_size, channels)
+
+
+def load_segmentation(
+    spec: str, img_size: int, channels: int | None = None, seed: int = 0, val_fraction: float = 0.2
+) -> SegmentationSplit:
+    """Load ``spec`` and split it with a seeded permutation; ``train.skipped`` lists what was not used."""
+    check_val_fraction(val_fraction)
+    data = load_segmentation_data(spec, img_size, channels)
+    train_idx, val_idx = random_split(len(data), val_fraction, seed)
+    split = SegmentationSplit(data.subset(train_idx), data.subset(val_idx))
+    split.train.skipped = data.skipped
+    return split
