@@ -90,15 +90,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.freeze_backbone:
         config.freeze_backbone = True
     config.arch_options.update(dict(args.option or []))
-    from edgecnn.archs import get_arch
+    from edgecnn.tasks import task_of_arch
+    from edgecnn.tasks.base import check_task
 
-    get_arch(config.arch)  # fail on a bad name before data loading and TensorFlow start
+    task = task_of_arch(config.arch)  # fail on a bad name before data loading and TensorFlow start
+    check_task(args.task, task.name, f"architecture {config.arch}")
     from edgecnn.training.fit import train
 
     result = train(config)
     m = result.metrics
     print(
-        f"trained {config.arch} on {config.data}: val top-1 {100 * m['val_top1']:.2f}% "
+        f"trained {config.arch} on {config.data}: val {task.summary({task.metric: m['val_metric']})} "
         f"({m['val_images']} images), {m['params']:,} params, {m['train_seconds']:.0f} s"
     )
     print(
@@ -127,7 +129,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from edgecnn.evaluate import evaluate, format_eval
 
     result = evaluate(
-        args.model, data=args.data, plots=args.plots, threads=args.threads, delegate=args.delegate, device=args.device
+        args.model,
+        data=args.data,
+        plots=args.plots,
+        threads=args.threads,
+        delegate=args.delegate,
+        device=args.device,
+        task_name=args.task,
     )
     print_json(result) if args.json else print(format_eval(result))
     return 0
@@ -160,14 +168,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from edgecnn.demo.sources import open_source
     from edgecnn.fileio import check_output_path
     from edgecnn.runtime.interpreter import load_model
+    from edgecnn.tasks.base import check_task
 
     if args.save:
         check_output_path(args.save, "--save")
     model = load_model(args.model, threads=args.threads, delegate=args.delegate, device=args.device)
     if args.verbose:
         print(f"runtime: {model.backend.name} {model.backend.version}, delegate {args.delegate}", file=sys.stderr)
-    source = open_source(str(args.source))
     task = model.info.task if model.info else "classify"
+    check_task(args.task, task, str(args.model))
+    source = open_source(str(args.source))
     stats = run_demo(
         model,
         source,
@@ -176,6 +186,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         display=not args.no_display,
         max_frames=args.max_frames,
         top_k=args.top_k,
+        threshold=args.threshold,
     )
     summary = {"model": str(args.model), "source": source.name, **stats.as_dict()}
     if args.save:
@@ -261,6 +272,14 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------- parser
+def _task_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--task",
+        choices=("classify", "detect", "segment"),
+        help="optional: taken from the architecture or the model's metadata; when given it must agree",
+    )
+
+
 def _runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=positive_int, default=None, help="interpreter threads (default: all cores)")
     p.add_argument(
@@ -292,8 +311,13 @@ def build_parser() -> Parser:
 
     p = command("train", cmd_train, "train an architecture on a dataset and write a run folder")
     p.add_argument("--config", help="YAML recipe (e.g. training/lenet5_digits.yaml); flags override it")
-    p.add_argument("--arch", help="architecture name (edgecnn archs)")
-    p.add_argument("--data", help="'digits' or a folder with one subfolder of images per class")
+    p.add_argument("--arch", help="architecture name (edgecnn archs); its task picks the data format and loss")
+    p.add_argument(
+        "--data",
+        help="classify: 'digits' or a folder of class subfolders; detect: 'shapes' or a COCO/YOLO folder; "
+        "segment: 'shapes-seg' or a folder with images/ and masks/ (default: the task's built-in)",
+    )
+    _task_option(p)
     p.add_argument("--img", type=positive_int, help="input height and width in pixels")
     p.add_argument("--channels", type=int, choices=(1, 3), help="1 (gray) or 3 (RGB); default: the data's")
     p.add_argument("--epochs", type=positive_int)
@@ -368,6 +392,7 @@ def build_parser() -> Parser:
     p.add_argument("model")
     p.add_argument("--data", help="dataset (default: the one the model was trained on)")
     p.add_argument("--plots", action="store_true", help="write a confusion-matrix PNG beside the model")
+    _task_option(p)
     p.add_argument("--json", action="store_true")
     _runtime_options(p)
 
@@ -386,6 +411,8 @@ def build_parser() -> Parser:
     p.add_argument("--no-display", action="store_true", help="no window (headless boards)")
     p.add_argument("--max-frames", type=positive_int, dest="max_frames")
     p.add_argument("--top-k", type=positive_int, default=3, dest="top_k")
+    p.add_argument("--threshold", type=float, default=0.4, help="detect: the lowest score drawn (default 0.4)")
+    _task_option(p)
     p.add_argument("--json", action="store_true")
     _runtime_options(p)
 

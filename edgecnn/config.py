@@ -15,7 +15,7 @@ from edgecnn.errors import EdgecnnError
 @dataclass
 class TrainConfig:
     arch: str = "lenet5"
-    data: str = "digits"
+    data: str | None = None  # None: the task's built-in default (digits, shapes, shapes-seg)
     img: int = 32
     channels: int | None = None  # None: the dataset's own (1 for digits, 3 for image folders)
     epochs: int = 10

@@ -12,29 +12,26 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from edgecnn.benchmarks.accuracy import classification_metrics, confusion_png
-from edgecnn.data.base import load_classification
+from edgecnn.benchmarks.accuracy import confusion_png
 from edgecnn.errors import EdgecnnError
 from edgecnn.metadata import ModelInfo
+from edgecnn.tasks import Task, get_task
+from edgecnn.tasks.base import check_task
 
 
-def _split(info: ModelInfo, data: str | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def _val_data(task: Task, info: ModelInfo, data: str | None) -> Any:
     spec = data or info.data.get("spec")
     if not spec:
-        raise EdgecnnError("the model does not record its dataset; pass --data digits or --data DIR")
-    split = load_classification(
-        spec,
-        info.input_size[0],
-        info.channels,
-        seed=info.data.get("seed", 0),
-        val_fraction=info.data.get("val_fraction", 0.2),
+        raise EdgecnnError(f"the model does not record its dataset; pass --data {task.default_data} or --data DIR")
+    split = task.load(
+        spec, info.input_size[0], info.channels, info.data.get("seed", 0), info.data.get("val_fraction", 0.2)
     )
     if info.labels and list(split.val.labels) != list(info.labels):
         raise EdgecnnError(
             f"dataset {spec} has classes {split.val.labels[:5]}... but the model was trained on "
             f"{info.labels[:5]}...; evaluate on data with the model's classes"
         )
-    return split.val.x, split.val.y, split.val.labels
+    return split.val
 
 
 def _open_tflite(path: Path, threads: int | None, delegate: str, device: str | None) -> tuple[Any, ModelInfo]:
@@ -55,45 +52,50 @@ def evaluate(
     threads: int | None = None,
     delegate: str = "xnnpack",
     device: str | None = None,
+    task_name: str | None = None,
 ) -> dict[str, Any]:
+    """The model's task metrics on the validation split it was trained against (or on ``data``)."""
     path = Path(model_path)
     if path.suffix == ".tflite":
         model, info = _open_tflite(path, threads, delegate, device)
         runtime = f"{model.backend.name} {model.backend.version}"
-        x, y, labels = _split(info, data)
-        with tqdm(total=len(x), desc="eval", unit="img", leave=False, disable=None) as bar:
-            probs = model.predict(x, progress=bar.update)
+        task = get_task(info.task)
+        check_task(task_name, task.name, str(path))
+        val = _val_data(task, info, data)
+        with tqdm(total=len(val), desc="eval", unit="img", leave=False, disable=None) as bar:
+            metrics = task.evaluate_tflite(model, val, progress=bar.update)
     else:
         from edgecnn.training.keras_io import load_keras
 
         keras_model, info = load_keras(path)
         if info is None:
             raise EdgecnnError(f"{path} has no edgecnn record; evaluate models trained by edgecnn train")
-        x, y, labels = _split(info, data)
-        probs = keras_model.predict(x.astype(np.float32), batch_size=64, verbose=0)
+        task = get_task(info.task)
+        check_task(task_name, task.name, str(path))
+        val = _val_data(task, info, data)
+        metrics = task.evaluate_keras(keras_model, info, val)
         runtime = "tf_keras"
+    metrics.pop("predictions", None)
     result = {
         "model": str(path),
+        "task": task.name,
         "runtime": runtime,
         "data": data or info.data.get("spec"),
-        **classification_metrics(probs, y, labels),
+        **metrics,
     }
-    if plots:
+    if plots and "confusion" in result:
         png = path.with_name(path.stem + "_confusion.png")
         confusion_png(
-            np.asarray(result["confusion"]), labels, png, title=f"{path.name}: top-1 {100 * result['top1']:.2f}%"
+            np.asarray(result["confusion"]), list(val.labels), png, title=f"{path.name}: {task.summary(result)}"
         )
         result["confusion_png"] = str(png)
     return result
 
 
 def format_eval(result: dict[str, Any]) -> str:
-    lines = [
-        f"{result['model']} on {result['data']} ({result['images']} validation images, {result['runtime']})",
-        f"  top-1 {100 * result['top1']:.2f}%" + (f"  top-5 {100 * result['top5']:.2f}%" if "top5" in result else ""),
-    ]
-    per_class = "  ".join(f"{k}:{100 * v:.0f}%" for k, v in result["per_class"].items() if v is not None)
-    lines.append(f"  per class: {per_class}")
+    task = get_task(result.get("task"))
+    lines = [f"{result['model']} on {result['data']} ({result['images']} validation images, {result['runtime']})"]
+    lines += task.format_metrics(result)
     if "confusion_png" in result:
         lines.append(f"  confusion matrix: {result['confusion_png']}")
     return "\n".join(lines)

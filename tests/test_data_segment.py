@@ -129,15 +129,15 @@ def test_empty_or_wrong_folder(tmp_path: Path) -> None:
 
 def test_shapes_seg_split() -> None:
     split = load_segmentation("shapes-seg", 32, seed=0)
-    assert len(split.train) == 480 and len(split.val) == 120
+    assert len(split.train) == 960 and len(split.val) == 240
     assert split.train.labels == ["background", "circle", "square", "triangle"]
-    assert split.train.x.shape == (480, 32, 32, 3) and split.val.masks.shape == (120, 32, 32)
+    assert split.train.x.shape == (960, 32, 32, 3) and split.val.masks.shape == (240, 32, 32)
     assert split.train.masks.dtype == np.uint8 and set(np.unique(split.train.masks).tolist()) == {0, 1, 2, 3}
     assert all(m.any() for m in split.val.masks)  # every image has at least one shape
     train = {im.tobytes() for im in split.train.x}
-    assert len(train) == 480 and train.isdisjoint(im.tobytes() for im in split.val.x)
+    assert len(train) == 960 and train.isdisjoint(im.tobytes() for im in split.val.x)
     gray = load_segmentation("shapes-seg", 32, channels=1, seed=0)
-    assert gray.val.x.shape == (120, 32, 32, 1) and np.array_equal(gray.val.masks, split.val.masks)
+    assert gray.val.x.shape == (240, 32, 32, 1) and np.array_equal(gray.val.masks, split.val.masks)
 
 
 def test_shapes_seg_is_deterministic() -> None:

@@ -36,9 +36,9 @@ def test_pruning_80_percent_int8_is_10x_smaller_and_as_accurate(pruned_clustered
     rows = rows_by_name(pruned_clustered)
     float32, pruned = rows["float32"], rows["prune"]
     ratio = float32.gzip_bytes / pruned.gzip_bytes
-    print(f"pruned int8: {100 * pruned.tflite_top1:.2f}% vs float {100 * float32.keras_top1:.2f}%, gzip {ratio:.1f}x")
+    print(f"pruned int8: {100 * pruned.tflite_score:.2f}% vs float {100 * float32.keras_score:.2f}%, gzip {ratio:.1f}x")
     assert ratio >= 10.0
-    assert pruned.tflite_top1 >= float32.keras_top1 - 0.01
+    assert pruned.tflite_score >= float32.keras_score - 0.01
 
 
 def test_clustering_16_int8_is_6x_smaller_and_as_accurate(clustered: list) -> None:
@@ -46,12 +46,12 @@ def test_clustering_16_int8_is_6x_smaller_and_as_accurate(clustered: list) -> No
     float32, cl = rows["float32"], rows["cluster"]
     ratio = float32.tflite_bytes / cl.gzip_bytes  # gzip of the int8 model against the float32 .tflite file
     print(
-        f"clustered int8: {100 * cl.tflite_top1:.2f}% vs float {100 * float32.keras_top1:.2f}%, gzip {ratio:.1f}x "
+        f"clustered int8: {100 * cl.tflite_score:.2f}% vs float {100 * float32.keras_score:.2f}%, gzip {ratio:.1f}x "
         f"smaller than the float32 file, {float32.gzip_bytes / cl.gzip_bytes:.1f}x than its gzip"
     )
     assert cl.unique_values <= 16
     assert ratio >= 6.0
-    assert cl.tflite_top1 >= float32.keras_top1 - 0.01
+    assert cl.tflite_score >= float32.keras_score - 0.01
 
 
 def test_prune_then_cluster_keeps_zeros_and_clusters(pruned_clustered: list) -> None:
@@ -63,7 +63,7 @@ def test_prune_then_cluster_keeps_zeros_and_clusters(pruned_clustered: list) -> 
     assert rows["float32"].unique_values > 1000
     # every step's int8 model is as accurate as its own Keras model
     for r in pruned_clustered[1:]:
-        assert abs(r.tflite_top1 - r.keras_top1) <= 0.01, r
+        assert abs(r.tflite_score - r.keras_score) <= 0.01, r
 
 
 def test_optimized_models_compress(pruned_clustered: list) -> None:
@@ -115,9 +115,9 @@ def test_distilled_student_beats_student_alone(digits_run: Path, tmp_path: Path)
     alone = train(TrainConfig(arch="lenet5", epochs=6, augment=False, seed=0, out=str(tmp_path / "alone")), verbose=0)
     rows = optimize(alone.run_dir, OptimizeConfig(distill_from=str(digits_run), bench_runs=10, out=str(tmp_path / "d")))
     distilled = rows_by_name(rows)["distill"]
-    margin = distilled.keras_top1 - alone.metrics["val_top1"]
-    print(f"student alone {alone.metrics['val_top1']:.4f}, distilled {distilled.keras_top1:.4f}")
-    assert margin >= 0.004, (alone.metrics["val_top1"], distilled.keras_top1)  # at least 2 more of 359 right
+    margin = distilled.keras_score - alone.metrics["val_top1"]
+    print(f"student alone {alone.metrics['val_top1']:.4f}, distilled {distilled.keras_score:.4f}")
+    assert margin >= 0.004, (alone.metrics["val_top1"], distilled.keras_score)  # at least 2 more of 359 right
 
 
 def test_teacher_with_other_classes_is_refused(digits_run: Path, tmp_path: Path, image_folder: Path) -> None:
@@ -163,6 +163,6 @@ def test_clustering_a_quantization_aware_model_is_refused(digits_run: Path) -> N
 def test_qat_step_through_the_pipeline(digits_run: Path, tmp_path: Path) -> None:
     """The qat step end to end (plan, quantize, fine-tune, int8, report): QAT int8 within 0.5 point of float."""
     rows = rows_by_name(optimize(digits_run, OptimizeConfig(qat=True, epochs=2, bench_runs=10, out=str(tmp_path))))
-    assert rows["qat"].tflite_top1 >= rows["float32"].keras_top1 - 0.005, rows["qat"]
-    assert abs(rows["qat"].tflite_top1 - rows["qat"].keras_top1) <= 0.005
+    assert rows["qat"].tflite_score >= rows["float32"].keras_score - 0.005, rows["qat"]
+    assert abs(rows["qat"].tflite_score - rows["qat"].keras_score) <= 0.005
     assert (tmp_path / "1_qat" / "model_int8.tflite").is_file()

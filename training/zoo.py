@@ -1,5 +1,6 @@
-"""Reproduce the README's model-zoo table: train every recipe in training/*.yaml on its data, convert
-to int8, and measure params, MACs, float and int8 accuracy, int8 size and int8 latency.
+"""Reproduce the README's model-zoo tables: train every recipe in training/*.yaml on its data, convert
+to int8, and measure params, MACs, the task's metric (top-1, mAP@0.5, mean IoU) of the float Keras
+model and of the int8 .tflite, int8 size and int8 latency.
 
     .venv/bin/python training/zoo.py [--only lenet5_digits ...] [--threads 2]
 
@@ -24,10 +25,12 @@ def run_recipe(recipe: Path, threads: int) -> dict:
     from edgecnn.convert.tflite import ConvertOptions, convert
     from edgecnn.evaluate import evaluate
     from edgecnn.profile import profile_model
+    from edgecnn.tasks import task_of_arch
     from edgecnn.training.fit import train
     from edgecnn.training.keras_io import load_keras
 
     config = load_train_config(recipe)
+    task = task_of_arch(config.arch)
     config.out = str(ROOT / "runs" / "zoo" / recipe.stem)
     start = time.perf_counter()
     trained = train(config, verbose=2)
@@ -43,8 +46,10 @@ def run_recipe(recipe: Path, threads: int) -> dict:
         "epochs": config.epochs,
         "params": profile.total_params,
         "macs": profile.total_macs,
-        "float_top1": trained.metrics["val_top1"],
-        "int8_top1": evaluate(report.output)["top1"],
+        "task": task.name,
+        "metric": task.metric,
+        "float": trained.metrics["val_metric"],
+        "int8": evaluate(report.output)[task.metric],
         "int8_bytes": report.bytes,
         "int8_p50_ms": bench.latency_ms["p50"],
         "threads": threads,
@@ -54,18 +59,26 @@ def run_recipe(recipe: Path, threads: int) -> dict:
     }
 
 
+TITLES = {"top1": "top-1", "map50": "mAP@0.5", "miou": "mean IoU"}
+
+
 def markdown(rows: list[dict]) -> str:
-    lines = [
-        "| recipe | arch | input | params | MACs | float top-1 | int8 top-1 | int8 KiB | int8 p50 ms |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['recipe']} | {r['arch']} | {r['input']} | {r['params'] / 1e6:.3f}M | "
-            f"{r['macs'] / 1e6:.1f}M | {100 * r['float_top1']:.2f}% | {100 * r['int8_top1']:.2f}% | "
-            f"{r['int8_bytes'] / 1024:.0f} | {r['int8_p50_ms']:.3f} |"
-        )
-    return "\n".join(lines) + "\n"
+    """One table per task (their metrics differ)."""
+    out = []
+    for metric in dict.fromkeys(r.get("metric", "top1") for r in rows):
+        title = TITLES.get(metric, metric)
+        lines = [
+            f"| recipe | arch | input | params | MACs | float {title} | int8 {title} | int8 KiB | int8 p50 ms |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for r in (r for r in rows if r.get("metric", "top1") == metric):
+            lines.append(
+                f"| {r['recipe']} | {r['arch']} | {r['input']} | {r['params'] / 1e6:.3f}M | "
+                f"{r['macs'] / 1e6:.1f}M | {100 * r['float']:.2f}% | {100 * r['int8']:.2f}% | "
+                f"{r['int8_bytes'] / 1024:.0f} | {r['int8_p50_ms']:.3f} |"
+            )
+        out.append("\n".join(lines) + "\n")
+    return "\n".join(out)
 
 
 def main() -> None:

@@ -121,5 +121,6 @@ def create(
     if not isinstance(built, Built):
         built = Built(built, {})
     model = keras.Model(inputs, built.outputs, name=name)
-    model.edgecnn_extra = built.extra
+    # object.__setattr__: Keras would wrap a dict attribute in trackable containers (not plain JSON)
+    object.__setattr__(model, "edgecnn_extra", built.extra)
     return model

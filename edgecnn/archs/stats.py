@@ -42,14 +42,16 @@ def cache_path() -> Path:
     return base / "edgecnn" / f"archs-{_sources_digest()}.json"
 
 
-def measure(name: str, num_classes: int = 1000) -> ArchStats:
-    """Build ``name`` at its default input (3 channels, 1000 classes) and count params and MACs."""
+def measure(name: str, num_classes: int | None = None) -> ArchStats:
+    """Build ``name`` at its default input (3 channels) with its task's reference class count (ImageNet
+    1000, COCO 90, VOC 21) and count params and MACs."""
     from edgecnn.archs import create
     from edgecnn.keras_env import keras
     from edgecnn.profile import profile_model
+    from edgecnn.tasks import get_task
 
     spec = get_arch(name)
-    model = create(name, num_classes, spec.default_size, 3)
+    model = create(name, num_classes or get_task(spec.task).reference_classes, spec.default_size, 3)
     profile = profile_model(model)
     keras.backend.clear_session()
     return ArchStats(

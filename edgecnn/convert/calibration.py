@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.data.base import BUILTIN, load_classification
 from edgecnn.data.folder import list_images, read_image
 from edgecnn.errors import EdgecnnError
 from edgecnn.metadata import ModelInfo
+from edgecnn.tasks import get_task
 
 RANDOM = "random"
 
@@ -41,8 +41,8 @@ def calibration_images(
         )
         images = rng.integers(0, 256, (samples, h, w, info.channels), dtype=np.uint8)
         source = "random noise"
-    elif spec in BUILTIN:
-        split = load_classification(spec, h, info.channels, **_split_args(info))
+    elif spec in get_task(info.task).builtins:
+        split = get_task(info.task).load(spec, h, info.channels, **_split_args(info))
         images, source = split.train.x, f"{spec} (train split)"
     else:
         images, source = _folder_images(Path(spec), info, samples, rng)

@@ -274,7 +274,7 @@ def shapes(img_size: int = 128, count: int = 1200) -> DetectionData:
     return DetectionData(x.copy(), [b.copy() for b in boxes], [c.copy() for c in classes], list(CLASSES), "rgb")
 
 
-def shapes_seg(img_size: int = 128, count: int = 600) -> SegmentationData:
+def shapes_seg(img_size: int = 128, count: int = 1200) -> SegmentationData:
     """The built-in segmentation set: the same pictures as :func:`shapes`, masks 0 background, 1 circle,
     2 square, 3 triangle."""
     _check(img_size, count)

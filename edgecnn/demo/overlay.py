@@ -1,4 +1,4 @@
-"""Drawing on frames: classification labels and the HUD (FPS, inference time)."""
+"""Drawing on frames: classification labels, detection boxes, segmentation masks, and the HUD."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import cv2
 import numpy as np
 
 from edgecnn.runtime.classify import Class
+from edgecnn.runtime.detect import Detection
+from edgecnn.runtime.segment import Segmentation, palette
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -22,6 +24,45 @@ def draw_classes(frame: np.ndarray, classes: list[Class]) -> np.ndarray:
     for i, c in enumerate(classes):
         colour = (0, 255, 0) if i == 0 else (220, 220, 220)
         _text(frame, f"{c.label}: {100 * c.score:.1f}%", (10, int(60 * scale + i * 34 * scale)), scale, colour)
+    return frame
+
+
+def class_colour(class_id: int) -> tuple[int, int, int]:
+    """A stable, distinct BGR colour per class (the VOC palette, skipping its black background)."""
+    r, g, b = palette(class_id + 2)[class_id + 1]
+    return int(b), int(g), int(r)
+
+
+def draw_detections(frame: np.ndarray, detections: list[Detection]) -> np.ndarray:
+    """A box per detection with 'label score' on a filled tag above it."""
+    scale = max(0.4, frame.shape[0] / 900)
+    thickness = max(1, int(round(frame.shape[0] / 300)))
+    for d in detections:
+        colour = class_colour(d.id)
+        x0, y0, x1, y1 = d.box
+        cv2.rectangle(frame, (x0, y0), (x1, y1), colour, thickness, cv2.LINE_AA)
+        text = f"{d.label} {100 * d.score:.0f}%"
+        (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
+        top = max(y0 - th - base - 2, 0)
+        cv2.rectangle(frame, (x0, top), (x0 + tw + 4, top + th + base + 2), colour, -1)
+        cv2.putText(frame, text, (x0 + 2, top + th + 1), FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return frame
+
+
+def draw_segmentation(frame: np.ndarray, seg: Segmentation, alpha: float = 0.5) -> np.ndarray:
+    """Class colours blended over the frame (background left clear) and a legend of the classes present."""
+    colours = np.array([class_colour(i - 1) if i else (0, 0, 0) for i in range(len(seg.labels))], np.uint8)
+    mask = seg.mask.astype(np.intp).clip(0, len(colours) - 1)
+    overlay = colours[mask]
+    shown = mask > 0
+    frame[shown] = (frame[shown] * (1 - alpha) + overlay[shown] * alpha).astype(np.uint8)
+    present = [i for i in np.unique(mask) if i > 0]
+    scale = max(0.4, frame.shape[0] / 900)
+    row = int(28 * scale) + 6
+    for n, class_id in enumerate(present):
+        y = frame.shape[0] - 10 - n * row
+        cv2.rectangle(frame, (10, y - row + 8), (10 + row - 8, y), tuple(int(c) for c in colours[class_id]), -1)
+        _text(frame, seg.labels[class_id], (14 + row, y - 2), scale, (255, 255, 255))
     return frame
 
 

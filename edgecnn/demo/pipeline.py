@@ -20,11 +20,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgecnn.demo.overlay import draw_classes, draw_hud
+from edgecnn.demo.overlay import draw_classes, draw_detections, draw_hud, draw_segmentation
 from edgecnn.demo.sources import Source
+from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import atomic_path
 from edgecnn.runtime.classify import classify
+from edgecnn.runtime.detect import detect
 from edgecnn.runtime.interpreter import TFLiteModel
+from edgecnn.runtime.segment import segment
 
 _STOP = object()
 
@@ -53,9 +56,20 @@ class DemoStats:
         }
 
 
-# task -> (run the model on a frame, draw its result on the frame)
-TASKS: dict[str, tuple[Callable[[TFLiteModel, np.ndarray, int], Any], Callable[[np.ndarray, Any], np.ndarray]]] = {
-    "classify": (lambda model, frame, k: classify(model, frame, k), draw_classes),
+@dataclass(frozen=True)
+class DemoOptions:
+    top_k: int = 3  # classify: classes shown
+    threshold: float = 0.4  # detect: lowest score drawn
+
+
+Run = Callable[[TFLiteModel, np.ndarray, DemoOptions], Any]
+Draw = Callable[[np.ndarray, Any], np.ndarray]
+
+# task -> (run the model on a frame through its runtime adapter, draw the result on the frame)
+TASKS: dict[str, tuple[Run, Draw]] = {
+    "classify": (lambda model, frame, o: classify(model, frame, o.top_k), draw_classes),
+    "detect": (lambda model, frame, o: detect(model, frame, o.threshold), draw_detections),
+    "segment": (lambda model, frame, o: segment(model, frame), draw_segmentation),
 }
 
 
@@ -91,7 +105,7 @@ def _capture(source: Source, out: queue.Queue, stop: threading.Event, max_frames
 
 
 def _infer(
-    model: TFLiteModel, task: str, top_k: int, inq: queue.Queue, out: queue.Queue, stop: threading.Event
+    model: TFLiteModel, task: str, options: DemoOptions, inq: queue.Queue, out: queue.Queue, stop: threading.Event
 ) -> None:
     run = TASKS[task][0]
     while not stop.is_set():
@@ -99,7 +113,7 @@ def _infer(
         if frame is _STOP:
             break
         start = time.perf_counter()
-        result = run(model, frame, top_k)
+        result = run(model, frame, options)
         out.put((frame, result, (time.perf_counter() - start) * 1e3))
     out.put(_STOP)
 
@@ -113,14 +127,18 @@ def run_demo(
     max_frames: int | None = None,
     top_k: int = 3,
     on_frame: Callable[[np.ndarray, Any], None] | None = None,
+    threshold: float = 0.4,
 ) -> DemoStats:
     """Run until the source ends, ``max_frames``, q/ESC in the window, or Ctrl-C; returns the stats."""
+    if task not in TASKS:
+        raise EdgecnnError(f"the demo has no view for task {task!r}; it shows: {', '.join(TASKS)}")
+    options = DemoOptions(top_k, threshold)
     stop = threading.Event()
     frames_q: queue.Queue = queue.Queue(maxsize=2)
     results_q: queue.Queue = queue.Queue(maxsize=2)
     workers = [
         threading.Thread(target=_capture, args=(source, frames_q, stop, max_frames), daemon=True),
-        threading.Thread(target=_infer, args=(model, task, top_k, frames_q, results_q, stop), daemon=True),
+        threading.Thread(target=_infer, args=(model, task, options, frames_q, results_q, stop), daemon=True),
     ]
     draw = TASKS[task][1]
     stats = DemoStats()

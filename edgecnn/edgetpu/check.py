@@ -39,6 +39,11 @@ from edgecnn.edgetpu.tflite_graph import Operator, Tensor, TFLiteGraph, read_gra
 SRAM_BYTES = 8 * 1024 * 1024  # "roughly 8 MB of SRAM" for parameter caching (Coral compiler docs)
 QUANTIZED_TYPES = ("INT8", "UINT8")
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"  # what edgetpu_compiler puts in place of the mapped ops
+# The detection tail: decoding + NMS run on the CPU by design, after the mapped graph, exactly as in
+# Coral's own SSD models; the DEQUANTIZE ops that feed it go with it.
+DETECTION_POSTPROCESS = "TFLite_Detection_PostProcess"
+IO_NOTE = "an input/output conversion: it stays on the CPU without splitting the Edge TPU graph"
+TAIL_NOTE = "the detection postprocess (decode + NMS) runs on the CPU after the Edge TPU graph, as in Coral's SSDs"
 
 # Per-op statuses, in the words of the compiler's operation log where it has one.
 MAPPED = "Mapped to Edge TPU"
@@ -70,6 +75,7 @@ class OpCheck:
     version: int | None = None
     on_edgetpu: bool = False  # after the one-subgraph rule
     boundary: bool = False  # an unsupported I/O conversion that stays on the CPU without cutting the graph
+    note: str | None = None  # why a boundary op is fine where it is
     suggestion: str | None = None  # what to use instead, for an op that does not map
     advice: str | None = None  # a known better substitute for an op that maps
 
@@ -135,6 +141,8 @@ def check_tflite(source: str | os.PathLike | bytes, runtime: int = DEFAULT_RUNTI
     for check, op in zip(checks, graph.operators, strict=True):
         if check.status in (BAD_TYPE, NOT_SUPPORTED) and _is_io_conversion(op, graph):
             check.boundary, check.status = True, BOUNDARY
+        elif check.status in (BAD_TYPE, NOT_SUPPORTED) and _is_cpu_tail(op, graph):
+            check.boundary, check.status, check.note = True, BOUNDARY, TAIL_NOTE
     first = _place(checks)
     return CheckReport(
         source=str(source) if not isinstance(source, bytes | bytearray) else "<bytes>",
@@ -232,6 +240,16 @@ def _is_io_conversion(op: Operator, graph: TFLiteGraph) -> bool:
     if op.name not in ("QUANTIZE", "DEQUANTIZE"):
         return False
     return all(i in graph.inputs for i in op.inputs if i >= 0) or all(o in graph.outputs for o in op.outputs)
+
+
+def _is_cpu_tail(op: Operator, graph: TFLiteGraph) -> bool:
+    """The detection postprocess op, or a DEQUANTIZE whose outputs only feed it."""
+    if op.custom and op.name == DETECTION_POSTPROCESS:
+        return True
+    if op.name != "DEQUANTIZE":
+        return False
+    readers = [o for o in graph.operators if set(o.inputs) & set(op.outputs)]
+    return bool(readers) and all(o.custom and o.name == DETECTION_POSTPROCESS for o in readers)
 
 
 def _place(checks: list[OpCheck]) -> int | None:
@@ -586,9 +604,7 @@ def format_check(report: CheckReport) -> str:
         if op.advice:
             lines.append(f"        tip: {op.advice}")
         if op.boundary:
-            lines.append(
-                "        note: an input/output conversion: it stays on the CPU without splitting the Edge TPU graph"
-            )
+            lines.append(f"        note: {op.note or IO_NOTE}")
         if len(same) > 1:
             more = ", ".join(f"#{o.index}" for o in same[1:9]) + (", ..." if len(same) > 9 else "")
             lines.append(f"        same for {len(same) - 1} more: {more}")
@@ -645,12 +661,16 @@ def check_model(
     if path.suffix == ".tflite":
         return check_tflite(path, runtime)
     if path.suffix in (".keras", ".h5") or path.is_dir():
+        from edgecnn.tasks import get_task
         from edgecnn.training.keras_io import load_keras
 
-        model, _ = load_keras(path)
-        return check_keras(model, runtime, source=str(path))
+        model, info = load_keras(path)
+        deployable = get_task(info.task if info else None).deployable(model)
+        return check_keras(deployable, runtime, source=str(path))
     from edgecnn.archs import create, get_arch
+    from edgecnn.tasks import get_task
 
     spec = get_arch(target)  # an unknown name is a one-line error before TensorFlow starts
     size = img or spec.default_size
-    return check_keras(create(target, classes, size, channels), runtime, source=f"{target} at {size}x{size}")
+    model = get_task(spec.task).deployable(create(target, classes, size, channels))
+    return check_keras(model, runtime, source=f"{target} at {size}x{size}")

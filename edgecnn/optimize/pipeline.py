@@ -21,6 +21,7 @@ import numpy as np
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import ensure_dir, write_bytes, write_text
 from edgecnn.metadata import ModelInfo
+from edgecnn.tasks import Task
 
 
 @dataclass
@@ -60,8 +61,9 @@ class Measured:
     """One row of the comparison: a model as deployed (int8 .tflite unless named float)."""
 
     name: str
-    keras_top1: float | None
-    tflite_top1: float
+    metric: str  # the task's headline metric: top1, map50 or miou
+    keras_score: float | None
+    tflite_score: float
     tflite_bytes: int
     gzip_bytes: int
     sparsity: float
@@ -76,10 +78,9 @@ class Context:
 
     config: OptimizeConfig
     info: ModelInfo
-    train_x: np.ndarray
-    train_y: np.ndarray
-    val_x: np.ndarray
-    val_y: np.ndarray
+    task: Task
+    train: Any  # the task's data containers (ImageData, DetectionData, SegmentationData)
+    val: Any
     source_epochs: int
     augment: bool = True  # as the source run was trained
     rows: list[Measured] = field(default_factory=list)
@@ -87,16 +88,14 @@ class Context:
 
 # ------------------------------------------------------------------------------------------ steps
 def _fit(model: Any, ctx: Context, epochs: int, lr: float, callbacks: list[Any] | None = None) -> None:
-    from edgecnn.keras_env import keras
-    from edgecnn.training.fit import make_dataset
-
-    model.compile(keras.optimizers.Adam(lr), "sparse_categorical_crossentropy", ["accuracy"])
-    data = make_dataset(ctx.train_x, ctx.train_y, ctx.config.batch, ctx.config.seed, ctx.augment, True)
+    """Fine-tune with the task's loss at a constant ``lr`` (a tiny cosine floor keeps it constant)."""
+    ctx.task.compile(model, ctx.info, lr, total_steps=10**9)
+    data = ctx.task.dataset(ctx.info, ctx.train, ctx.config.batch, ctx.config.seed, ctx.augment, True)
     model.fit(data, epochs=epochs, verbose=0, callbacks=callbacks or [])
 
 
 def _steps_per_epoch(ctx: Context) -> int:
-    return int(np.ceil(len(ctx.train_y) / ctx.config.batch))
+    return int(np.ceil(len(ctx.train) / ctx.config.batch))
 
 
 def step_distill(model: Any, ctx: Context) -> Any:
@@ -106,6 +105,11 @@ def step_distill(model: Any, ctx: Context) -> Any:
     from edgecnn.training.fit import make_dataset
     from edgecnn.training.keras_io import load_keras
 
+    if ctx.task.name != "classify":
+        raise EdgecnnError(
+            f"--distill-from trains on soft class targets; this is a {ctx.task.name} model: use --prune, --cluster "
+            "or --qat"
+        )
     cfg = DistillConfig(ctx.config.distill_from, ctx.config.temperature, ctx.config.alpha)
     cfg.validate()
     teacher, teacher_info = load_keras(cfg.teacher)
@@ -116,7 +120,7 @@ def step_distill(model: Any, ctx: Context) -> Any:
     distiller = make_distiller(student, teacher, cfg)
     schedule = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=max(1, epochs * _steps_per_epoch(ctx)))
     distiller.compile(optimizer=keras.optimizers.Adam(schedule))
-    data = make_dataset(ctx.train_x, ctx.train_y, ctx.config.batch, ctx.config.seed, ctx.augment, True)
+    data = make_dataset(ctx.train.x, ctx.train.y, ctx.config.batch, ctx.config.seed, ctx.augment, True)
     distiller.fit(data, epochs=epochs, verbose=0)
     return student
 
@@ -155,7 +159,7 @@ def step_qat(model: Any, ctx: Context) -> Any:
 
     print(format_plan(plan_qat(model)))
     rng = np.random.default_rng(ctx.config.seed)
-    calibration = ctx.train_x[rng.choice(len(ctx.train_x), min(256, len(ctx.train_x)), replace=False)]
+    calibration = ctx.train.x[rng.choice(len(ctx.train), min(256, len(ctx.train)), replace=False)]
     qat_model = quantize_model(model, scheme=qat_scheme(ctx.config), calibration=calibration)
     _fit(qat_model, ctx, ctx.config.epochs, ctx.config.lr)
     return qat_model
@@ -173,7 +177,6 @@ STEP_ORDER = tuple(STEPS)
 # ------------------------------------------------------------------------------------ measurement
 def measure(name: str, model: Any, ctx: Context, folder: Path, fmt: str = "int8") -> Measured:
     """Convert ``model`` to ``fmt`` .tflite in ``folder`` and measure it as deployed."""
-    from edgecnn.benchmarks.accuracy import classification_metrics
     from edgecnn.benchmarks.latency import benchmark_model
     from edgecnn.convert.tflite import to_tflite
     from edgecnn.metadata import embed_tflite_info
@@ -181,20 +184,23 @@ def measure(name: str, model: Any, ctx: Context, folder: Path, fmt: str = "int8"
     from edgecnn.runtime.interpreter import TFLiteModel
 
     rng = np.random.default_rng(ctx.config.seed)
-    calib = ctx.train_x[rng.choice(len(ctx.train_x), min(200, len(ctx.train_x)), replace=False)]
+    calib = ctx.train.x[rng.choice(len(ctx.train), min(200, len(ctx.train)), replace=False)]
     io = "uint8" if fmt == "int8" else "float32"
     clustered = "cluster" in name.split("+")
-    blob = to_tflite(model, fmt, io, calib if fmt == "int8" else None, per_tensor=clustered)
+    if clustered and ctx.task.name == "classify":
+        blob = to_tflite(model, fmt, io, calib if fmt == "int8" else None, per_tensor=True)
+    else:
+        blob = ctx.task.to_tflite(model, ctx.info, fmt, io, calib if fmt == "int8" else None)
     info = dataclasses.replace(ctx.info, quantization=fmt, extra={**ctx.info.extra, "io": io, "optimized": name})
     blob = embed_tflite_info(blob, info)
     path = write_bytes(folder / f"model_{fmt}.tflite", blob)
-    keras_probs = model.predict(ctx.val_x.astype(np.float32), batch_size=64, verbose=0)
-    tflite_probs = TFLiteModel(path).predict(ctx.val_x)
+    metric = ctx.task.metric
     latency = benchmark_model(path, threads=os.cpu_count(), runs=ctx.config.bench_runs).latency_ms["p50"]
     return Measured(
         name=name,
-        keras_top1=classification_metrics(keras_probs, ctx.val_y, ctx.info.labels)["top1"],
-        tflite_top1=classification_metrics(tflite_probs, ctx.val_y, ctx.info.labels)["top1"],
+        metric=metric,
+        keras_score=ctx.task.evaluate_keras(model, ctx.info, ctx.val)[metric],
+        tflite_score=ctx.task.evaluate_tflite(TFLiteModel(path), ctx.val)[metric],
         tflite_bytes=len(blob),
         gzip_bytes=gzip_size(blob),
         sparsity=round(sparsity(model), 4),
@@ -215,19 +221,20 @@ def save_step(model: Any, ctx: Context, folder: Path, row: Measured) -> None:
 def load_context(source: str | os.PathLike, config: OptimizeConfig) -> tuple[Any, Context, Path]:
     import yaml
 
-    from edgecnn.data import load_classification
+    from edgecnn.tasks import get_task
     from edgecnn.training.keras_io import check_keras_path, load_keras
 
     path = check_keras_path(source)
     model, info = load_keras(path)
     if info is None or not info.data.get("spec"):
         raise EdgecnnError(f"{path} does not record its dataset; optimize runs made by edgecnn train")
-    split = load_classification(
+    task = get_task(info.task)
+    split = task.load(
         info.data["spec"],
         info.input_size[0],
         info.channels,
-        seed=info.data.get("seed", 0),
-        val_fraction=info.data.get("val_fraction", 0.2),
+        info.data.get("seed", 0),
+        info.data.get("val_fraction", 0.2),
     )
     config_yaml = path.parent / "config.yaml"
     epochs = (
@@ -235,7 +242,7 @@ def load_context(source: str | os.PathLike, config: OptimizeConfig) -> tuple[Any
         if config_yaml.is_file()
         else config.epochs
     )
-    ctx = Context(config, info, split.train.x, split.train.y, split.val.x, split.val.y, int(epochs))
+    ctx = Context(config, info, task, split.train, split.val, int(epochs))
     return model, ctx, path
 
 
@@ -263,7 +270,7 @@ def optimize(source: str | os.PathLike, config: OptimizeConfig) -> list[Measured
         save_step(current, ctx, folder, row)
         rows.append(row)
         print(
-            f"    keras {100 * (row.keras_top1 or 0):.2f}%  int8 {100 * row.tflite_top1:.2f}%  "
+            f"    {row.metric}: keras {100 * (row.keras_score or 0):.2f}%  int8 {100 * row.tflite_score:.2f}%  "
             f"gzip {row.gzip_bytes / 1024:.1f} KiB  sparsity {100 * row.sparsity:.0f}%"
         )
     write_report(rows, out)

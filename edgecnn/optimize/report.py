@@ -12,10 +12,11 @@ from edgecnn.fileio import atomic_path, write_text
 
 def markdown(rows: list[Any]) -> str:
     base = rows[0]
+    title = {"top1": "top-1", "map50": "mAP@0.5", "miou": "mean IoU"}.get(base.metric, base.metric)
     head = (
         "model",
-        "keras top-1",
-        "tflite top-1",
+        f"keras {title}",
+        f"tflite {title}",
         "size KiB",
         "gzip KiB",
         "vs float32 gzip",
@@ -26,9 +27,9 @@ def markdown(rows: list[Any]) -> str:
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        keras_top1 = f"{100 * r.keras_top1:.2f}%" if r.keras_top1 is not None else "-"
+        keras_score = f"{100 * r.keras_score:.2f}%" if r.keras_score is not None else "-"
         lines.append(
-            f"| {r.name} | {keras_top1} | {100 * r.tflite_top1:.2f}% | {r.tflite_bytes / 1024:.1f} | "
+            f"| {r.name} | {keras_score} | {100 * r.tflite_score:.2f}% | {r.tflite_bytes / 1024:.1f} | "
             f"{r.gzip_bytes / 1024:.1f} | {base.gzip_bytes / r.gzip_bytes:.1f}x | "
             f"{base.tflite_bytes / r.gzip_bytes:.1f}x | "
             f"{100 * r.sparsity:.0f}% | "
@@ -42,9 +43,9 @@ def pareto_front(rows: list[Any]) -> list[str]:
     front = []
     for r in rows:
         dominated = any(
-            o.tflite_top1 >= r.tflite_top1
+            o.tflite_score >= r.tflite_score
             and o.latency_p50_ms <= r.latency_p50_ms
-            and (o.tflite_top1 > r.tflite_top1 or o.latency_p50_ms < r.latency_p50_ms)
+            and (o.tflite_score > r.tflite_score or o.latency_p50_ms < r.latency_p50_ms)
             for o in rows
         )
         if not dominated:
@@ -63,16 +64,16 @@ def plot(rows: list[Any], path: Path) -> Path:
     for r in rows:
         ax.scatter(
             r.latency_p50_ms,
-            100 * r.tflite_top1,
+            100 * r.tflite_score,
             s=20 + r.gzip_bytes / 1024,
             color="tab:red" if r.name in front else "tab:blue",
             alpha=0.7,
         )
         ax.annotate(
-            r.name, (r.latency_p50_ms, 100 * r.tflite_top1), fontsize=8, xytext=(4, 4), textcoords="offset points"
+            r.name, (r.latency_p50_ms, 100 * r.tflite_score), fontsize=8, xytext=(4, 4), textcoords="offset points"
         )
     ax.set_xlabel("latency p50 (ms, LiteRT)")
-    ax.set_ylabel("top-1 of the .tflite (%)")
+    ax.set_ylabel(f"{rows[0].metric} of the .tflite (%)")
     ax.set_title("accuracy vs latency (red: Pareto front; size ~ gzip bytes)")
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -16,9 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.benchmarks.accuracy import classification_metrics
 from edgecnn.config import TrainConfig, to_yaml
-from edgecnn.data import Split, load_classification
 from edgecnn.fileio import ensure_dir, write_text
 from edgecnn.metadata import ModelInfo
 
@@ -57,16 +55,17 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch: int, seed: int, 
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def model_info(config: TrainConfig, split: Split, quantization: str = "float32") -> ModelInfo:
+def model_info(config: TrainConfig, split: Any, task: str = "classify", extra: dict | None = None) -> ModelInfo:
     return ModelInfo(
-        task="classify",
+        task=task,
         labels=list(split.train.labels),
         input_size=[config.img, config.img],
         channels=int(split.train.x.shape[-1]),
         pixel_format=split.train.pixel_format,
         arch=config.arch,
-        quantization=quantization,
+        quantization="float32",
         data={"spec": config.data, "seed": config.seed, "val_fraction": config.val_fraction},
+        extra=dict(extra or {}),
     )
 
 
@@ -86,31 +85,37 @@ def compile_model(model: Any, lr: float, total_steps: int, num_classes: int) -> 
 
 
 def train(config: TrainConfig, verbose: int | None = None) -> TrainResult:
+    """Train ``config.arch`` on ``config.data`` for the architecture's task; write the run folder."""
     from edgecnn.archs import create
     from edgecnn.keras_env import keras, tf
+    from edgecnn.tasks import task_of_arch
     from edgecnn.training.keras_io import save_keras
     from edgecnn.training.plots import plot_history
     from edgecnn.training.transfer import head_start, load_backbone, resolve_layer_index, set_trainable
 
     config.validate()
+    task = task_of_arch(config.arch)
+    if config.data is None:
+        config.data = task.default_data
     run_dir = ensure_dir(config.out, "run")
-    split = load_classification(config.data, config.img, config.channels, config.seed, config.val_fraction)
+    split = task.load(config.data, config.img, config.channels, config.seed, config.val_fraction)
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     channels = int(split.train.x.shape[-1])
-    num_classes = len(split.train.labels)
+    steps = steps_per_epoch(len(split.train), config.batch)
 
     with strategy().scope():
-        model = create(config.arch, num_classes, config.img, channels, **config.arch_options)
+        model = create(config.arch, task.num_outputs(split.train), config.img, channels, **config.arch_options)
+        info = model_info(config, split, task.name, model.edgecnn_extra)
         transfer = load_backbone(model, config.arch, config.weights) if config.weights else None
         if transfer:
             print(transfer.summary())
         if config.freeze_backbone:
             set_trainable(model, head_start(model))
-        compile_model(model, config.lr, config.epochs * steps_per_epoch(len(split.train), config.batch), num_classes)
+        task.compile(model, info, config.lr, config.epochs * steps)
 
-    train_ds = make_dataset(split.train.x, split.train.y, config.batch, config.seed, config.augment, True)
-    val_ds = make_dataset(split.val.x, split.val.y, config.batch, config.seed, False, False)
+    train_ds = task.dataset(info, split.train, config.batch, config.seed, config.augment, True)
+    val_ds = task.dataset(info, split.val, config.batch, config.seed, False, False)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, a line per epoch in logs
     start = time.perf_counter()
@@ -119,12 +124,7 @@ def train(config: TrainConfig, verbose: int | None = None) -> TrainResult:
         extra = config.fine_tune_epochs or config.epochs
         with strategy().scope():
             set_trainable(model, resolve_layer_index(model, config.fine_tune_at))
-            compile_model(
-                model,
-                config.lr * config.fine_tune_lr_factor,
-                extra * steps_per_epoch(len(split.train), config.batch),
-                num_classes,
-            )
+            task.compile(model, info, config.lr * config.fine_tune_lr_factor, extra * steps)
         more = model.fit(
             train_ds, validation_data=val_ds, initial_epoch=config.epochs, epochs=config.epochs + extra, verbose=verbose
         ).history
@@ -133,24 +133,24 @@ def train(config: TrainConfig, verbose: int | None = None) -> TrainResult:
     for layer in model.layers:  # freezing was for this run; a saved model starts fully trainable
         layer.trainable = True
 
-    info = model_info(config, split)
     model_path = save_keras(model, run_dir / "model.keras", info)
     write_text(run_dir / "labels.txt", "\n".join(info.labels) + "\n")
     write_text(run_dir / "config.yaml", to_yaml(config))
     write_text(run_dir / "history.csv", history_csv(history))
     plot_history(history, run_dir / "curves.png")
-    probs = model.predict(val_ds, verbose=0)
-    result = classification_metrics(probs, split.val.y, info.labels)
+    result = task.evaluate_keras(model, info, split.val)
+    result.pop("predictions", None)
     summary = {
         "arch": config.arch,
+        "task": task.name,
         "params": int(model.count_params()),
         "epochs": len(history["loss"]),
         "train_seconds": round(train_seconds, 1),
         "train_images": len(split.train),
         "val_images": len(split.val),
-        "val_top1": result["top1"],
-        "val_top5": result.get("top5"),
-        "per_class": result["per_class"],
+        "metric": task.metric,
+        "val_metric": result[task.metric],
+        **{f"val_{k}": v for k, v in result.items() if k not in ("confusion", "images")},
     }
     write_text(run_dir / "metrics.json", json.dumps(summary, indent=1))
     return TrainResult(run_dir, model_path, summary)

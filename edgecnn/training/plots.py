@@ -7,14 +7,21 @@ from pathlib import Path
 from edgecnn.fileio import atomic_path
 
 
+def _panels(history: dict[str, list[float]]) -> list[str]:
+    """'loss' first, then every other training curve Keras logged (accuracy, top5, per-output losses)."""
+    others = [k for k in history if not k.startswith("val_") and k not in ("loss", "lr")]
+    return ["loss", *others]
+
+
 def plot_history(history: dict[str, list[float]], path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+    panels = _panels(history)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.5), squeeze=False)
+    for ax, metric in zip(axes[0], panels, strict=True):
         for prefix, style in (("", "-"), ("val_", "--")):
             if prefix + metric in history:
                 ax.plot(

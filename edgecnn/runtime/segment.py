@@ -1,0 +1,64 @@
+"""Segmentation adapter: frame in, a class id per frame pixel out (no TensorFlow), as pycoral's ``segment``.
+
+The model's scores are reduced to class ids at the model's resolution (one argmax over the class
+axis) and the id map is resized to the frame with nearest-neighbour interpolation, so ids are never
+blended into other ids. Works with a model ending in the per-pixel softmax or in logits (the Edge TPU
+deployment): the argmax is the same.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+from edgecnn.errors import EdgecnnError
+from edgecnn.runtime.image import to_model_pixels
+from edgecnn.runtime.interpreter import TFLiteModel
+
+
+class Segmentation(NamedTuple):
+    mask: np.ndarray  # (frame_h, frame_w) uint8 class ids, 0 = background
+    labels: list[str]  # name of each class id
+
+
+def class_ids(scores: np.ndarray) -> np.ndarray:
+    """(H, W, C) per-pixel scores -> (H, W) uint8 class ids."""
+    if scores.ndim != 3:
+        raise EdgecnnError(f"a segmentation model outputs (1, H, W, classes); this one outputs {scores.shape}")
+    if scores.shape[-1] > 256:
+        raise EdgecnnError(f"{scores.shape[-1]} classes do not fit a uint8 mask; use 256 classes or fewer")
+    return scores.argmax(-1).astype(np.uint8)
+
+
+def model_labels(model: TFLiteModel, num_classes: int) -> list[str]:
+    """The model's class names, or the class ids as text when it carries no edgecnn record."""
+    labels = list(model.info.labels) if model.info and model.info.labels else []
+    return labels if len(labels) == num_classes else [str(i) for i in range(num_classes)]
+
+
+def segment(model: TFLiteModel, frame: np.ndarray, src: str = "bgr") -> Segmentation:
+    """Resize and colour-convert a frame for the model, run it, return the class of every frame pixel."""
+    model.set_input(to_model_pixels(frame, model.input_hw, model.pixel_format, src))
+    model.invoke()
+    scores = model.output(0)[0]
+    ids = class_ids(scores)
+    h, w = frame.shape[:2]
+    if ids.shape != (h, w):
+        ids = cv2.resize(ids, (w, h), interpolation=cv2.INTER_NEAREST)
+    return Segmentation(ids, model_labels(model, scores.shape[-1]))
+
+
+def palette(n: int) -> np.ndarray:
+    """(n, 3) uint8 RGB colours of the PASCAL VOC colormap: class 0 (background) black, then
+    (128, 0, 0), (0, 128, 0), (128, 128, 0), ... The bits of the class id are spread over the high
+    bits of R, G and B in turn, so neighbouring ids get very different colours. Reverse for BGR frames."""
+    if n < 0:
+        raise EdgecnnError(f"palette size must be 0 or more, got {n}")
+    ids = np.arange(n)
+    colours = np.zeros((n, 3), np.int64)
+    for bit in range(8):
+        for channel in range(3):
+            colours[:, channel] |= ((ids >> (3 * bit + channel)) & 1) << (7 - bit)
+    return colours.astype(np.uint8)

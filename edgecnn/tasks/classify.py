@@ -1,0 +1,64 @@
+"""Image classification: one label per image, softmax probabilities, top-1/top-5 accuracy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from edgecnn.benchmarks.accuracy import classification_metrics
+from edgecnn.metadata import ModelInfo
+from edgecnn.tasks.base import Progress, Task, register_task
+
+
+class ClassifyTask(Task):
+    name = "classify"
+    metric = "top1"
+    metric_title = "top-1"
+    default_data = "digits"
+
+    @property
+    def builtins(self) -> tuple[str, ...]:
+        from edgecnn.data import digits  # noqa: F401  (registers the built-in)
+        from edgecnn.data.base import BUILTIN
+
+        return tuple(BUILTIN)
+
+    def load(self, spec: str, img: int, channels: int | None, seed: int, val_fraction: float) -> Any:
+        from edgecnn.data import load_classification
+
+        return load_classification(spec, img, channels, seed, val_fraction)
+
+    def compile(self, model: Any, info: ModelInfo, lr: float, total_steps: int) -> None:
+        from edgecnn.training.fit import compile_model
+
+        compile_model(model, lr, total_steps, int(model.output_shape[-1]))
+
+    def dataset(self, info: ModelInfo, data: Any, batch: int, seed: int, augment: bool, train: bool) -> Any:
+        from edgecnn.training.fit import make_dataset
+
+        return make_dataset(data.x, data.y, batch, seed, augment and train, train)
+
+    def evaluate_keras(self, model: Any, info: ModelInfo, data: Any) -> dict[str, Any]:
+        probs = model.predict(data.x.astype(np.float32), batch_size=64, verbose=0)
+        return {**classification_metrics(probs, data.y, data.labels), "predictions": probs}
+
+    def evaluate_tflite(self, runner: Any, data: Any, progress: Progress = None) -> dict[str, Any]:
+        probs = runner.predict(data.x, progress=progress)
+        return {**classification_metrics(probs, data.y, data.labels), "predictions": probs}
+
+    def format_metrics(self, result: dict[str, Any]) -> list[str]:
+        lines = [
+            f"  top-1 {100 * result['top1']:.2f}%"
+            + (f"  top-5 {100 * result['top5']:.2f}%" if "top5" in result else "")
+        ]
+        per_class = "  ".join(f"{k}:{100 * v:.0f}%" for k, v in result["per_class"].items() if v is not None)
+        lines.append(f"  per class: {per_class}")
+        return lines
+
+    def agreement(self, keras_result: dict[str, Any], tflite_result: dict[str, Any]) -> dict[str, float]:
+        a, b = keras_result["predictions"], tflite_result["predictions"]
+        return {"top1_agreement": round(float((a.argmax(1) == b.argmax(1)).mean()), 4)}
+
+
+register_task(ClassifyTask())
