@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from test_archs_all import set_bn_statistics  # one pass at momentum 0: BN statistics of the final weights
 
 from edgecnn.archs import create, get_arch, list_archs
 from edgecnn.benchmarks.detection import coco_map
@@ -220,20 +221,6 @@ def test_make_dataset_targets_follow_the_flip() -> None:
 
 
 # --------------------------------------------------------------------------------------- train, export, run
-
-
-def set_bn_statistics(model, images: np.ndarray) -> None:
-    """Moving BatchNorm statistics of the final weights (one pass at momentum 0): after only 24 steps
-    the moving averages still describe the early weights, and inference-mode scores are flat."""
-    from edgecnn.keras_env import keras
-
-    bns = [layer for layer in model.submodules if isinstance(layer, keras.layers.BatchNormalization)]
-    saved = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.momentum = 0.0
-    model(images.astype(np.float32), training=True)
-    for bn, momentum in zip(bns, saved, strict=True):
-        bn.momentum = momentum
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from edgecnn.fileio import write_text
 class ArchStats:
     name: str
     family: str
+    task: str
     input_size: int
     params: int
     macs: int
@@ -55,7 +56,14 @@ def measure(name: str, num_classes: int | None = None) -> ArchStats:
     profile = profile_model(model)
     keras.backend.clear_session()
     return ArchStats(
-        name, spec.family, spec.default_size, profile.total_params, profile.total_macs, spec.edgetpu, spec.doc
+        name,
+        spec.family,
+        spec.task,
+        spec.default_size,
+        profile.total_params,
+        profile.total_macs,
+        spec.edgetpu,
+        spec.doc,
     )
 
 
@@ -78,11 +86,12 @@ def all_stats(use_cache: bool = True) -> list[ArchStats]:
 
 
 def format_table(rows: list[ArchStats]) -> str:
-    head = ("name", "family", "params", "MACs", "input", "edgetpu", "description")
+    head = ("name", "family", "task", "params", "MACs", "input", "edgetpu", "description")
     cells = [
         (
             r.name,
             r.family,
+            r.task,
             f"{r.params / 1e6:.2f}M",
             f"{r.macs / 1e6:,.1f}M",
             str(r.input_size),
@@ -95,7 +104,7 @@ def format_table(rows: list[ArchStats]) -> str:
     lines = []
     for row in [head, *cells]:
         lines.append(
-            "  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False)))
+            "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False)))
             + "  "
             + row[-1]
         )

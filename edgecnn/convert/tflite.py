@@ -85,6 +85,11 @@ def to_tflite(model: Any, fmt_name: str, io: str, calib_images: np.ndarray | Non
     fmt.configure(converter, io, calib)
     # The converter exposes per-tensor quantization only through this attribute (no public flag).
     converter._experimental_disable_per_channel = per_tensor
+    return run_converter(converter, fmt_name)
+
+
+def run_converter(converter: Any, fmt_name: str) -> bytes:
+    """``converter.convert()`` with its native log silenced and its failure as one line."""
     try:
         with native_stderr_silenced():
             return converter.convert()

@@ -40,7 +40,7 @@ def draw_detections(frame: np.ndarray, detections: list[Detection]) -> np.ndarra
     for d in detections:
         colour = class_colour(d.id)
         x0, y0, x1, y1 = d.box
-        cv2.rectangle(frame, (x0, y0), (x1, y1), colour, thickness, cv2.LINE_AA)
+        cv2.rectangle(frame, (x0, y0), (x1, y1), colour, thickness)
         text = f"{d.label} {100 * d.score:.0f}%"
         (tw, th), base = cv2.getTextSize(text, FONT, scale, 1)
         top = max(y0 - th - base - 2, 0)

@@ -36,7 +36,6 @@ import numpy as np
 
 from edgecnn.detection.anchors import generate_anchors
 from edgecnn.errors import EdgecnnError
-from edgecnn.quiet import native_stderr_silenced
 
 OP_NAME = "TFLite_Detection_PostProcess"
 # signature output name -> the op's output, as the TF2 Object Detection API exporter lays them out
@@ -159,7 +158,7 @@ def to_tflite_detection(
     """
     from edgecnn.convert.calibration import representative_dataset
     from edgecnn.convert.formats import get_format
-    from edgecnn.convert.tflite import variables_only
+    from edgecnn.convert.tflite import run_converter, variables_only
     from edgecnn.keras_env import tf
 
     fmt, io = get_format(fmt_name, io)
@@ -175,9 +174,4 @@ def to_tflite_detection(
         # staying float); the converter still puts DEQUANTIZE in front of the float postprocess op. Its
         # outputs must stay float32: a uint8/int8 output type would quantize boxes, scores and count.
         converter.inference_output_type = tf.float32
-    try:
-        with native_stderr_silenced():
-            return converter.convert()
-    except Exception as exc:  # the MLIR converter raises ConverterError / RuntimeError with long logs
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise EdgecnnError(f"TFLite conversion to {fmt_name} failed: {first}") from exc
+    return run_converter(converter, fmt_name)

@@ -105,11 +105,6 @@ def step_distill(model: Any, ctx: Context) -> Any:
     from edgecnn.training.fit import make_dataset
     from edgecnn.training.keras_io import load_keras
 
-    if ctx.task.name != "classify":
-        raise EdgecnnError(
-            f"--distill-from trains on soft class targets; this is a {ctx.task.name} model: use --prune, --cluster "
-            "or --qat"
-        )
     cfg = DistillConfig(ctx.config.distill_from, ctx.config.temperature, ctx.config.alpha)
     cfg.validate()
     teacher, teacher_info = load_keras(cfg.teacher)
@@ -249,9 +244,17 @@ def load_context(source: str | os.PathLike, config: OptimizeConfig) -> tuple[Any
 def optimize(source: str | os.PathLike, config: OptimizeConfig) -> list[Measured]:
     """Run the requested steps in order; returns the comparison rows (also written as a report)."""
     from edgecnn.keras_env import keras
+    from edgecnn.metadata import read_keras_info
     from edgecnn.optimize.report import write_report
+    from edgecnn.training.keras_io import check_keras_path
 
     steps = config.steps()
+    info = read_keras_info(check_keras_path(source))  # the zip's record: no TensorFlow, no data loading yet
+    task = info.task if info else "classify"
+    if "distill" in steps and task != "classify":
+        raise EdgecnnError(
+            f"--distill-from trains on soft class targets; this is a {task} model: use --prune, --cluster or --qat"
+        )
     model, ctx, path = load_context(source, config)
     out = ensure_dir(config.out or path.parent / "optimized", "optimize output")
     keras.utils.set_random_seed(config.seed)
