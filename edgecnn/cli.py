@@ -119,6 +119,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         calib_samples=args.calib_samples,
         data=args.data,
         evaluate=not args.no_eval,
+        task=args.task,
     )
     report = convert(args.model, args.output, options)
     print_json(report.as_dict()) if args.json else print(format_report(report))
@@ -143,7 +144,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from edgecnn.benchmarks.latency import benchmark_model, format_table
+    from edgecnn.metadata import read_tflite_info
+    from edgecnn.tasks.base import check_task
 
+    if args.task:  # every model first: a wrong one fails before any timing
+        for path in args.models:
+            info = read_tflite_info(path) if str(path).endswith(".tflite") else None
+            check_task(args.task, info.task if info else "classify", str(path))
     results = []
     for path in args.models:
         result = benchmark_model(
@@ -218,6 +225,13 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         out=args.out,
     )
     config.steps()  # "nothing to do" before TensorFlow starts
+    if args.task:
+        from edgecnn.metadata import read_keras_info
+        from edgecnn.tasks.base import check_task
+        from edgecnn.training.keras_io import check_keras_path
+
+        info = read_keras_info(check_keras_path(args.model))
+        check_task(args.task, info.task if info else "classify", str(args.model))
     rows = optimize(args.model, config)
     from edgecnn.optimize.report import markdown
 
@@ -363,6 +377,7 @@ def build_parser() -> Parser:
         help="int8 for the Coral Edge TPU: check every op, then run edgetpu_compiler if installed",
     )
     p.add_argument("-o", "--output", help="output .tflite path (default: beside the model)")
+    _task_option(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
     p = command("optimize", cmd_optimize, "prune, cluster, quantization-aware training, distillation; compared")
@@ -387,6 +402,7 @@ def build_parser() -> Parser:
     p.add_argument("--lr", type=positive_float, default=1e-4, help="fine-tuning learning rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output folder (default: RUN/optimized)")
+    _task_option(p)
 
     p = command("eval", cmd_eval, "accuracy of a .keras or .tflite model on a dataset's validation split")
     p.add_argument("model")
@@ -402,6 +418,7 @@ def build_parser() -> Parser:
     p.add_argument("--runs", type=positive_int, default=100)
     p.add_argument("--seconds", type=positive_float, default=None, help="time budget instead of --runs")
     p.add_argument("--json", action="store_true", help="one JSON object per model")
+    _task_option(p)
     _runtime_options(p)
 
     p = command("demo", cmd_demo, "camera/video/image demo with overlays; runs on a Raspberry Pi")

@@ -90,9 +90,18 @@ def test_detect_benchmark_and_task_mismatch(detect_run: Path) -> None:
         convert_int8(detect_run)
     bench = run_cli("benchmark", str(model), "--runs", "5", "--json")
     assert bench.returncode == 0 and json.loads(bench.stdout)["runs"] == 5
-    wrong = run_cli("eval", str(model), "--task", "segment")
-    assert wrong.returncode == 2
-    assert wrong.stderr.strip().endswith(f"--task segment does not match {model}, which is a detect model; drop --task")
+    for command in ("eval", "benchmark"):
+        wrong = run_cli(command, str(model), "--task", "segment")
+        assert wrong.returncode == 2, command
+        assert wrong.stderr.strip() == (
+            f"edgecnn {command}: error: --task segment does not match {model}, which is a detect model; drop --task"
+        )
+    keras_model = detect_run / "model.keras"
+    for command in ("convert", "optimize"):
+        extra = ["--qat"] if command == "optimize" else []
+        wrong = run_cli(command, str(detect_run / "model.keras"), *extra, "--task", "classify")
+        assert wrong.returncode == 2, command
+        assert wrong.stderr.strip().endswith(f"does not match {keras_model}, which is a detect model; drop --task")
 
 
 def test_detect_qat_through_optimize(detect_run: Path, tmp_path: Path) -> None:

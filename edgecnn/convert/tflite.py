@@ -31,6 +31,7 @@ class ConvertOptions:
     calib_samples: int = 200
     data: str | None = None  # evaluation data; None: the run's own dataset
     evaluate: bool = True
+    task: str | None = None  # --task: optional, must agree with the model's record
 
 
 @dataclass
@@ -117,6 +118,7 @@ def validation_data(info: ModelInfo | None, data: str | None) -> Any | None:
 def convert(model_path: str | os.PathLike, output: str | os.PathLike | None, options: ConvertOptions) -> ConvertReport:
     from edgecnn.runtime.interpreter import TFLiteModel
     from edgecnn.tasks import get_task
+    from edgecnn.tasks.base import check_task
     from edgecnn.training.keras_io import check_keras_path, load_keras
 
     model_path = check_keras_path(model_path)
@@ -127,6 +129,7 @@ def convert(model_path: str | os.PathLike, output: str | os.PathLike | None, opt
     model, info = load_keras(model_path)
     info = info or _info_from_model(model)
     task = get_task(info.task)
+    check_task(options.task, task.name, str(model_path))
     val = validation_data(info, options.data)
     calib_images, calib_source = None, None
     if fmt.needs_calibration:
