@@ -232,8 +232,30 @@ def _v3_block(x: Any, block: V3Block, filters: int, block_id: int) -> Any:
     return x
 
 
+def mobilenet_v3_features(x: Any, size: str = "small", alpha: float = 1.0, small_input: bool = False) -> list[Any]:
+    """Feature maps at strides 2, 4, 8, 16 and 32 (halved with ``small_input``): the input of each
+    stride-2 block, and the last map after the 1x1 conv to 6x the last width (hard-swish)."""
+    from edgecnn.archs.layers import HardSwish
+    from edgecnn.keras_env import keras
+
+    layers = keras.layers
+    stem_stride = 1 if small_input else 2
+    x = layers.Conv2D(16, 3, strides=stem_stride, padding="same", use_bias=False, name="Conv")(x)
+    x = layers.BatchNormalization(epsilon=1e-3, momentum=BN_MOMENTUM, name="Conv/BatchNorm")(x)
+    x = HardSwish(name="Conv/hard_swish")(x)
+    features: list[Any] = []
+    for block_id, block in enumerate(V3_SMALL if size == "small" else V3_LARGE):
+        if block[5] == 2:
+            features.append(x)
+        x = _v3_block(x, block, make_divisible(block[2] * alpha), block_id)
+    x = layers.Conv2D(make_divisible(x.shape[-1] * 6), 1, use_bias=False, name="Conv_1")(x)
+    x = layers.BatchNormalization(epsilon=1e-3, momentum=BN_MOMENTUM, name="Conv_1/BatchNorm")(x)
+    x = HardSwish(name="Conv_1/hard_swish")(x)
+    return [*features, x]
+
+
 def _mobilenet_v3(x: Any, num_classes: int, size: str, alpha: float, dropout: float, small_input: bool) -> Any:
-    """Stem (16 channels, not scaled by alpha) -> blocks -> 1x1 conv to 6x the last width -> pool -> 1x1 -> classes.
+    """Features -> pool -> 1x1 -> classes.
 
     keras.applications ends with 1x1 convolutions on the pooled 1x1 map ("Conv_2", "Logits"); here
     they are Dense layers after a pooling layer named ``pool`` (edgecnn's head convention): same
@@ -243,15 +265,7 @@ def _mobilenet_v3(x: Any, num_classes: int, size: str, alpha: float, dropout: fl
     from edgecnn.keras_env import keras
 
     layers = keras.layers
-    stem_stride = 1 if small_input else 2
-    x = layers.Conv2D(16, 3, strides=stem_stride, padding="same", use_bias=False, name="Conv")(x)
-    x = layers.BatchNormalization(epsilon=1e-3, momentum=BN_MOMENTUM, name="Conv/BatchNorm")(x)
-    x = HardSwish(name="Conv/hard_swish")(x)
-    for block_id, block in enumerate(V3_SMALL if size == "small" else V3_LARGE):
-        x = _v3_block(x, block, make_divisible(block[2] * alpha), block_id)
-    x = layers.Conv2D(make_divisible(x.shape[-1] * 6), 1, use_bias=False, name="Conv_1")(x)
-    x = layers.BatchNormalization(epsilon=1e-3, momentum=BN_MOMENTUM, name="Conv_1/BatchNorm")(x)
-    x = HardSwish(name="Conv_1/hard_swish")(x)
+    x = mobilenet_v3_features(x, size, alpha, small_input)[-1]
     last_point = V3_LAST_POINT[size]
     last_point = make_divisible(last_point * alpha) if alpha > 1.0 else last_point
     x = layers.GlobalAveragePooling2D(name="pool")(x)

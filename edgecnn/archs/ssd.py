@@ -28,7 +28,7 @@ from typing import Any
 
 from edgecnn.archs.common import make_divisible
 from edgecnn.archs.efficientnet_lite import LITE, efficientnet_lite_features
-from edgecnn.archs.mobilenet import BN_MOMENTUM, mobilenet_v2_features
+from edgecnn.archs.mobilenet import BN_MOMENTUM, mobilenet_v2_features, mobilenet_v3_features
 from edgecnn.archs.registry import Built, register
 from edgecnn.detection.anchors import anchor_config, anchors_per_cell
 from edgecnn.errors import EdgecnnError
@@ -139,3 +139,11 @@ def ssdlite_efficientnet_lite0(x: Any, num_classes: int, small_input: bool = Fal
     _check_size(x)
     features = efficientnet_lite_features(x, LITE["lite0"], small_input)
     return _ssdlite(features[2:], num_classes, 1.0)
+
+
+@register(family="ssd", default_size=192, edgetpu=False, task="detect")
+def ssdlite_mobilenet_v3_small(x: Any, num_classes: int, alpha: float = 1.0, small_input: bool = False) -> Built:
+    """SSDLite on MobileNet v3 Small (hard-swish and squeeze-excite: CPU-only, not Edge TPU)."""
+    _check_size(x)
+    features = mobilenet_v3_features(x, "small", alpha, small_input)
+    return _ssdlite(features[2:], num_classes, alpha)
