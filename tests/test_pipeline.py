@@ -192,3 +192,16 @@ def test_eval_plots_confusion_matrix(digits_run: Path) -> None:
     png = digits_run / "model_int8_confusion.png"
     assert f"confusion matrix: {png}" in result.stdout
     assert cv2.imread(str(png)).shape[0] > 300
+
+
+def test_quickstart_runs_the_whole_path(tmp_path: Path) -> None:
+    """The README's first command (shortened to 3 epochs): train, convert, eval, benchmark, demo, summary."""
+    out = tmp_path / "qs"
+    result = run_cli("quickstart", "--out", str(out), "--epochs", "3")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert "quickstart summary (lenet5 on digits)" in result.stdout
+    assert summary["keras_top1"] > 0.8 and abs(summary["int8_top1"] - summary["keras_top1"]) <= 0.01
+    assert summary["float32_top1"] == pytest.approx(summary["keras_top1"], abs=0.003)
+    assert summary["int8_bytes"] < summary["float32_bytes"] / 3
+    assert summary["demo_frames"] == 120 and (out / "demo.mp4").stat().st_size > 0
