@@ -71,6 +71,8 @@ def test_overlays_draw_boxes_and_masks() -> None:
     assert (shown[10, 10] == 200).all()  # background is left clear
     expected = (np.array([200, 200, 200]) * 0.5 + np.array(class_colour(1)) * 0.5).astype(np.uint8)
     assert (shown[10, 150] == expected).all()
+    plain = np.full((120, 160, 3), 200, np.uint8)
+    assert (draw_segmentation(plain.copy(), Segmentation(np.zeros_like(mask), ["bg", "a"])) == plain).all()
 
 
 # ------------------------------------------------------------------------------------------- errors

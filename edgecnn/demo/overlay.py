@@ -27,9 +27,15 @@ def draw_classes(frame: np.ndarray, classes: list[Class]) -> np.ndarray:
     return frame
 
 
+# The VOC palette in BGR, computed once: entry 0 (black) is the segmentation background, and detection
+# class k (no background class) takes entry k + 1, so a class has the same colour in both views.
+PALETTE_BGR = np.ascontiguousarray(palette(256)[:, ::-1])
+_LUT = PALETTE_BGR.reshape(256, 1, 3)  # cv2.LUT's table: one BGR triple per uint8 class id
+
+
 def class_colour(class_id: int) -> tuple[int, int, int]:
-    """A stable, distinct BGR colour per class (the VOC palette, skipping its black background)."""
-    r, g, b = palette(class_id + 2)[class_id + 1]
+    """A stable, distinct BGR colour per detection class (the VOC palette, skipping its black background)."""
+    b, g, r = PALETTE_BGR[(class_id + 1) % 256]
     return int(b), int(g), int(r)
 
 
@@ -51,17 +57,17 @@ def draw_detections(frame: np.ndarray, detections: list[Detection]) -> np.ndarra
 
 def draw_segmentation(frame: np.ndarray, seg: Segmentation, alpha: float = 0.5) -> np.ndarray:
     """Class colours blended over the frame (background left clear) and a legend of the classes present."""
-    colours = np.array([class_colour(i - 1) if i else (0, 0, 0) for i in range(len(seg.labels))], np.uint8)
-    mask = seg.mask.astype(np.intp).clip(0, len(colours) - 1)
-    overlay = colours[mask]
-    shown = mask > 0
-    frame[shown] = (frame[shown] * (1 - alpha) + overlay[shown] * alpha).astype(np.uint8)
-    present = [i for i in np.unique(mask) if i > 0]
+    mask = seg.mask  # (H, W) uint8 class ids
+    counts = np.bincount(mask.reshape(-1), minlength=len(seg.labels))
+    present = [i for i in np.flatnonzero(counts) if 0 < i < len(seg.labels)]
+    if counts[1:].any():  # OpenCV throughout: numpy's fancy indexing and masked assignment took 7.8 ms at 640x480
+        colours = cv2.LUT(cv2.merge([mask, mask, mask]), _LUT)
+        cv2.copyTo(cv2.addWeighted(frame, 1 - alpha, colours, alpha, 0), mask, frame)
     scale = max(0.4, frame.shape[0] / 900)
     row = int(28 * scale) + 6
     for n, class_id in enumerate(present):
         y = frame.shape[0] - 10 - n * row
-        cv2.rectangle(frame, (10, y - row + 8), (10 + row - 8, y), tuple(int(c) for c in colours[class_id]), -1)
+        cv2.rectangle(frame, (10, y - row + 8), (10 + row - 8, y), tuple(int(c) for c in PALETTE_BGR[class_id]), -1)
         _text(frame, seg.labels[class_id], (14 + row, y - 2), scale, (255, 255, 255))
     return frame
 
