@@ -388,7 +388,7 @@ class _FakeModel:
 
     def __init__(self, arrays: list[np.ndarray]) -> None:
         self.arrays = arrays
-        self.outputs = [{"index": i} for i in range(len(arrays))]
+        self.outputs = [{"index": i, "shape": np.array(a.shape)} for i, a in enumerate(arrays)]
         self.interpreter = object()
         self.path = Path("fake.tflite")
 
@@ -409,7 +409,9 @@ def test_read_detections_identifies_any_order() -> None:
         [count, classes, boxes, scores],  # anything else: identified by shape and integer values
     ]
     for arrays in orders:
-        b, c, s, n = read_detections(_FakeModel(arrays))
+        model = _FakeModel(arrays)
+        for _ in range(2):  # the second read uses the layout found by the first
+            b, c, s, n = read_detections(model)
         assert n == 2
         np.testing.assert_array_equal(b, boxes[0])
         np.testing.assert_array_equal(c, classes[0])

@@ -15,6 +15,7 @@ of preference:
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -53,16 +54,32 @@ def _signature_positions(model: TFLiteModel) -> dict[str, int] | None:
     return {SIGNATURE_ROLES[name]: position[int(index)] for name, index in outputs.items()}
 
 
-def _shapes_fit(arrays: dict[str, np.ndarray]) -> bool:
-    boxes, count = arrays["boxes"], arrays["count"]
-    n = boxes.shape[1] if boxes.ndim == 3 else -1
+def _shapes_fit(shapes: dict[str, tuple[int, ...]]) -> bool:
+    boxes, count = shapes["boxes"], shapes["count"]
+    n = boxes[1] if len(boxes) == 3 else -1
     return (
-        boxes.ndim == 3
-        and boxes.shape[-1] == 4
-        and count.size == 1
-        and arrays["classes"].shape[-1] == n
-        and arrays["scores"].shape[-1] == n
+        len(boxes) == 3
+        and boxes[-1] == 4
+        and int(np.prod(count)) == 1
+        and shapes["classes"][-1] == n
+        and shapes["scores"][-1] == n
     )
+
+
+# model -> role positions, found once per model from its signature and static output shapes (never per
+# frame); None: the shapes contradict both rules and only the values can tell (see _by_shape)
+_LAYOUTS: weakref.WeakKeyDictionary[TFLiteModel, dict[str, int] | None] = weakref.WeakKeyDictionary()
+
+
+def _layout(model: TFLiteModel) -> dict[str, int] | None:
+    if model not in _LAYOUTS:
+        shapes = [tuple(int(d) for d in detail["shape"]) for detail in model.outputs]
+        positions = _signature_positions(model)
+        if positions is None:
+            order = TF1_ORDER if int(np.prod(shapes[3])) == 1 else TF2_ORDER
+            positions = {role: i for i, role in enumerate(order)}
+        _LAYOUTS[model] = positions if _shapes_fit({r: shapes[i] for r, i in positions.items()}) else None
+    return _LAYOUTS[model]
 
 
 def _by_shape(values: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -93,13 +110,8 @@ def read_detections(model: TFLiteModel) -> tuple[np.ndarray, np.ndarray, np.ndar
             "(boxes, classes, scores, count); export it with edgecnn convert"
         )
     values = [model.output(i) for i in range(4)]
-    positions = _signature_positions(model)
-    if positions is None:
-        order = TF1_ORDER if values[3].size == 1 else TF2_ORDER
-        positions = {role: i for i, role in enumerate(order)}
-    arrays = {role: values[i] for role, i in positions.items()}
-    if not _shapes_fit(arrays):
-        arrays = _by_shape(values)
+    positions = _layout(model)
+    arrays = {role: values[i] for role, i in positions.items()} if positions else _by_shape(values)
     boxes = arrays["boxes"].reshape(-1, 4).copy()
     classes = arrays["classes"].reshape(-1).copy()
     scores = arrays["scores"].reshape(-1).copy()
