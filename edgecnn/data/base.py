@@ -34,14 +34,18 @@ class Split:
     val: ImageData
 
 
+def check_val_fraction(val_fraction: float) -> None:
+    if not 0.0 < val_fraction < 1.0:
+        raise EdgecnnError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+
+
 def stratified_split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-class seeded shuffle; the same (y, fraction, seed) gives the same split on any machine.
 
     Written with numpy rather than scikit-learn so that the light runtime, which evaluates a
     .tflite on the validation split, reproduces exactly the split that training used.
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise EdgecnnError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
+    check_val_fraction(val_fraction)
     rng = np.random.default_rng(seed)
     train, val = [], []
     for cls in np.unique(y):

@@ -15,10 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgecnn.data.base import check_val_fraction
+from edgecnn.data.folder import IMAGE_SUFFIXES
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.image import convert_color, to_model_pixels
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
 LAYOUTS = (
     "COCO: annotations/instances.json (or one .json in the folder) + images/; "
@@ -78,11 +78,6 @@ def random_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np
     order = np.random.default_rng(seed).permutation(n)
     n_val = min(max(int(round(n * val_fraction)), 1), n - 1)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
-
-
-def check_val_fraction(val_fraction: float) -> None:
-    if not 0.0 < val_fraction < 1.0:
-        raise EdgecnnError(f"--val-fraction must be between 0 and 1, got {val_fraction}")
 
 
 def check_size_and_channels(img_size: int, channels: int | None) -> None:

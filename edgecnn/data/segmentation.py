@@ -29,6 +29,7 @@ from edgecnn.data.detection import (
     warn_skipped,
 )
 from edgecnn.errors import EdgecnnError
+from edgecnn.runtime.segment import palette
 
 IGNORE = 255
 LAYOUT = "images/ with the pictures and masks/ with one PNG of class indices (or VOC palette colours) per image"
@@ -67,16 +68,9 @@ class SegmentationSplit:
 
 @functools.lru_cache(maxsize=1)
 def voc_colormap() -> np.ndarray:
-    """The Pascal VOC palette, (256, 3) uint8 RGB: index bits spread over R, G, B from the high bit down."""
-    cmap = np.zeros((256, 3), np.uint8)
-    for index in range(256):
-        value, r, g, b = index, 0, 0, 0
-        for bit in range(7, -1, -1):
-            r |= (value & 1) << bit
-            g |= ((value >> 1) & 1) << bit
-            b |= ((value >> 2) & 1) << bit
-            value >>= 3
-        cmap[index] = (r, g, b)
+    """The Pascal VOC palette, (256, 3) uint8 RGB, read-only: the runtime's :func:`palette`, which the
+    demo draws with, so decoded masks and drawn masks use the same colours."""
+    cmap = palette(256)
     cmap.setflags(write=False)
     return cmap
 
