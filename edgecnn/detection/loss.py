@@ -109,11 +109,12 @@ def detection_losses() -> list[Any]:
     return [_Loss(box_loss, "box_loss"), _Loss(focal_loss, "focal_loss")]
 
 
-def compile_detector(model: Any, lr: float, total_steps: int) -> None:
-    """Adam with cosine decay of ``lr`` over ``total_steps`` and the detection loss pair."""
+def compile_detector(model: Any, lr: float, total_steps: int | None) -> None:
+    """Adam at :func:`~edgecnn.training.fit.learning_rate` and the detection loss pair."""
     from edgecnn.keras_env import keras
+    from edgecnn.training.fit import learning_rate
 
-    schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(total_steps, 1))
+    schedule = learning_rate(lr, total_steps)
     # global_clipnorm: early focal-loss steps on a fresh head can spike; clipping keeps BN statistics sane
     optimizer = keras.optimizers.Adam(schedule, global_clipnorm=10.0)
     model.compile(optimizer=optimizer, loss=detection_losses())

@@ -88,8 +88,8 @@ class Context:
 
 # ------------------------------------------------------------------------------------------ steps
 def _fit(model: Any, ctx: Context, epochs: int, lr: float, callbacks: list[Any] | None = None) -> None:
-    """Fine-tune with the task's loss at a constant ``lr`` (a tiny cosine floor keeps it constant)."""
-    ctx.task.compile(model, ctx.info, lr, total_steps=10**9)
+    """Fine-tune with the task's loss at a constant ``lr``."""
+    ctx.task.compile(model, ctx.info, lr, total_steps=None)
     data = ctx.task.dataset(ctx.info, ctx.train, ctx.config.batch, ctx.config.seed, ctx.augment, True)
     model.fit(data, epochs=epochs, verbose=0, callbacks=callbacks or [])
 

@@ -43,8 +43,8 @@ class Task:
         return len(data.labels)
 
     # -- training (TF) ---------------------------------------------------------------------
-    def compile(self, model: Any, info: ModelInfo, lr: float, total_steps: int) -> None:
-        """Loss, optimizer (cosine decay of ``lr`` over ``total_steps``) and training metrics."""
+    def compile(self, model: Any, info: ModelInfo, lr: float, total_steps: int | None) -> None:
+        """Loss, optimizer (cosine decay of ``lr`` over ``total_steps``; None: constant) and training metrics."""
         raise NotImplementedError
 
     def dataset(self, info: ModelInfo, data: Any, batch: int, seed: int, augment: bool, train: bool) -> Any:

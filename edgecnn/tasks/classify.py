@@ -29,7 +29,7 @@ class ClassifyTask(Task):
 
         return load_classification(spec, img, channels, seed, val_fraction)
 
-    def compile(self, model: Any, info: ModelInfo, lr: float, total_steps: int) -> None:
+    def compile(self, model: Any, info: ModelInfo, lr: float, total_steps: int | None) -> None:
         from edgecnn.training.fit import compile_model
 
         compile_model(model, lr, total_steps, int(model.output_shape[-1]))

@@ -69,7 +69,7 @@ class DetectTask(Task):
 
         return load_detection(spec, img, channels, seed, val_fraction)
 
-    def compile(self, model: Any, info: ModelInfo, lr: float, total_steps: int) -> None:
+    def compile(self, model: Any, info: ModelInfo, lr: float, total_steps: int | None) -> None:
         from edgecnn.detection.loss import compile_detector
 
         compile_detector(model, lr, total_steps)

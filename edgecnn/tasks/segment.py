@@ -25,12 +25,12 @@ class SegmentTask(Task):
 
         return load_segmentation(spec, img, channels, seed, val_fraction)
 
-    def compile(self, model: Any, info: ModelInfo, lr: float, total_steps: int) -> None:
+    def compile(self, model: Any, info: ModelInfo, lr: float, total_steps: int | None) -> None:
         from edgecnn.keras_env import keras
         from edgecnn.segmentation.loss import segmentation_loss
+        from edgecnn.training.fit import learning_rate
 
-        schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(total_steps, 1))
-        model.compile(keras.optimizers.Adam(schedule), segmentation_loss(self.dice_weight))
+        model.compile(keras.optimizers.Adam(learning_rate(lr, total_steps)), segmentation_loss(self.dice_weight))
 
     def deployable(self, model: Any) -> Any:
         """Without the per-pixel softmax (same argmax): the Edge TPU runs SOFTMAX on 1-D inputs only, so

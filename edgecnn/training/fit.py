@@ -73,11 +73,19 @@ def steps_per_epoch(n: int, batch: int) -> int:
     return int(np.ceil(n / batch))
 
 
-def compile_model(model: Any, lr: float, total_steps: int, num_classes: int) -> None:
-    """Adam with cosine decay over the phase; top-5 only where it means something."""
+def learning_rate(lr: float, total_steps: int | None) -> Any:
+    """Cosine decay of ``lr`` over ``total_steps`` (a training phase), or ``lr`` itself when None
+    (the optimize steps fine-tune at a constant rate)."""
     from edgecnn.keras_env import keras
 
-    schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(total_steps, 1))
+    return lr if total_steps is None else keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(total_steps, 1))
+
+
+def compile_model(model: Any, lr: float, total_steps: int | None, num_classes: int) -> None:
+    """Adam at :func:`learning_rate`; top-5 only where it means something."""
+    from edgecnn.keras_env import keras
+
+    schedule = learning_rate(lr, total_steps)
     metrics: list[Any] = ["accuracy"]
     if num_classes > 5:
         metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5"))
