@@ -336,6 +336,8 @@ def test_int8_detector_with_a_plain_interpreter(trained, exported) -> None:
 
 
 def test_float32_detector_matches_numpy_reference(trained, exported) -> None:
+    from edgecnn.tasks.detect import postprocess
+
     for image in trained["test"][0]:
         out = _plain_interpreter_run(exported["float32"], image)
         count = _check_standard_outputs(out)
@@ -349,6 +351,13 @@ def test_float32_detector_matches_numpy_reference(trained, exported) -> None:
         n = min(count, len(boxes), 5)
         np.testing.assert_allclose(out["scores"][0, :n], best[:n], atol=1e-4)
         np.testing.assert_allclose(out["boxes"][0, :n], boxes[:n], atol=1e-3)
+        # the library's numpy postprocess (OpenCV NMS), which evaluates Keras detectors, agrees with the kernel
+        lib_boxes, lib_classes, lib_best = postprocess(
+            encodings[0].numpy(), scores[0].numpy(), trained["anchors"], BOX_SCALE, MAX_DETECTIONS, SCORE_THRESHOLD
+        )
+        np.testing.assert_allclose(lib_boxes, boxes, atol=1e-6)
+        np.testing.assert_array_equal(lib_classes, classes)
+        np.testing.assert_allclose(lib_best, best, atol=1e-6)
 
 
 def test_int8_graph_is_full_integer_until_the_postprocess(exported) -> None:

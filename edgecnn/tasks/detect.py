@@ -45,7 +45,9 @@ def postprocess(
         return np.zeros((0, 4), np.float32), np.zeros(0, np.int32), np.zeros(0, np.float32)
     yxyx = boxes[keep]
     xywh = np.stack([yxyx[:, 1], yxyx[:, 0], yxyx[:, 3] - yxyx[:, 1], yxyx[:, 2] - yxyx[:, 0]], axis=1)
-    picked = cv2.dnn.NMSBoxes(xywh.tolist(), best[keep].tolist(), score_threshold, iou_threshold, top_k=max_detections)
+    # NMSBoxes' top_k caps the candidates that enter NMS, not the survivors: leave it off (all
+    # candidates, as the op does) and keep the best max_detections afterwards.
+    picked = cv2.dnn.NMSBoxes(xywh.tolist(), best[keep].tolist(), score_threshold, iou_threshold)
     picked = np.asarray(picked, np.int64).reshape(-1)[:max_detections]
     order = keep[picked]
     return boxes[order].astype(np.float32), classes[order].astype(np.int32), best[order].astype(np.float32)
