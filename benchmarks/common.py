@@ -50,9 +50,9 @@ def photo_folder(out: Path, crops_per_photo: int = 8) -> Path:
 def mobilenet_v2_224(formats: tuple[str, ...] = ("float32", "int8")) -> dict[str, Path]:
     """Build (once) MobileNetV2 1.0 224 with 1000 classes and convert it; returns format -> .tflite path."""
     from edgecnn.archs import create
-    from edgecnn.convert.tflite import ConvertOptions, convert
     from edgecnn.keras_env import keras
     from edgecnn.metadata import ModelInfo
+    from edgecnn.pipelines.convert import ConvertOptions, convert
     from edgecnn.training.keras_io import save_keras
 
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -7,15 +7,18 @@ Heavy modules (TensorFlow) are imported inside the commands that need them, so `
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from edgecnn import __version__
+from edgecnn.edgetpu.ops import DEFAULT_RUNTIME
 from edgecnn.errors import EdgecnnError
+from edgecnn.runtime.interpreter import DELEGATES
+from edgecnn.tasks import TASKS
 
 Handler = Callable[[argparse.Namespace], int | None]
 
@@ -49,7 +52,7 @@ def positive_float(value: str) -> float:
 
 def parse_option(text: str) -> tuple[str, Any]:
     """KEY=VALUE with the value read as YAML (numbers, booleans, strings): never eval."""
-    import yaml
+    import yaml  # lazy: only this flag parses YAML
 
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. alpha=0.5)")
@@ -61,28 +64,30 @@ def print_json(obj: Any) -> None:
     print(json.dumps(obj, sort_keys=False))
 
 
+# Each command builds its typed options object from the flags and hands it to its pipeline. It
+# imports that pipeline when it runs, so the light commands (eval of a .tflite,
+# benchmark, demo, check of a .tflite, doctor) never import TensorFlow.
 # -------------------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace) -> int:
-    from edgecnn.config import TrainConfig, load_train_config
+    from edgecnn.config import TrainConfig, load_train_config  # lazy: see above
 
     config = load_train_config(args.config) if args.config else TrainConfig()
-    keys = (
-        "arch",
-        "data",
-        "img",
-        "channels",
-        "epochs",
-        "batch",
-        "lr",
-        "seed",
-        "val_fraction",
-        "out",
-        "weights",
-        "fine_tune_at",
-        "fine_tune_epochs",
-    )
-    for key in keys:
-        value = getattr(args, key)
+    flags = {
+        "arch": args.arch,
+        "data": args.data,
+        "img": args.img,
+        "channels": args.channels,
+        "epochs": args.epochs,
+        "batch": args.batch,
+        "lr": args.lr,
+        "seed": args.seed,
+        "val_fraction": args.val_fraction,
+        "out": args.out,
+        "weights": args.weights,
+        "fine_tune_at": args.fine_tune_at,
+        "fine_tune_epochs": args.fine_tune_epochs,
+    }
+    for key, value in flags.items():  # a flag given on the command line overrides the recipe
         if value is not None:
             setattr(config, key, value)
     if args.no_augment:
@@ -90,12 +95,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.freeze_backbone:
         config.freeze_backbone = True
     config.arch_options.update(dict(args.option or []))
-    from edgecnn.tasks import task_of_arch
-    from edgecnn.tasks.base import check_task
+    from edgecnn.tasks import check_task, task_of_arch  # lazy: see above
 
-    task = task_of_arch(config.arch)  # fail on a bad name before data loading and TensorFlow start
+    task = task_of_arch(config.arch)  # fail on a bad name before data loading
     check_task(args.task, task.name, f"architecture {config.arch}")
-    from edgecnn.training.fit import train
+    from edgecnn.pipelines.train import train  # lazy: see above
 
     result = train(config)
     m = result.metrics
@@ -110,103 +114,79 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from edgecnn.convert.tflite import ConvertOptions, convert, format_report
+    from edgecnn.config import load_config  # lazy: see above
+    from edgecnn.pipelines.convert import ConvertOptions, convert, format_report  # lazy: see above
 
-    options = ConvertOptions(
-        format=args.format,
-        io=args.io,
-        calib=args.calib,
-        calib_samples=args.calib_samples,
-        data=args.data,
-        evaluate=not args.no_eval,
-        task=args.task,
-    )
+    options = load_config(args.config, ConvertOptions) if args.config else ConvertOptions()
+    flags = {
+        "format": args.format,
+        "io": args.io,
+        "calib": args.calib,
+        "calib_samples": args.calib_samples,
+        "data": args.data,
+        "task": args.task,
+    }
+    options = dataclasses.replace(options, **{k: v for k, v in flags.items() if v is not None})
+    if args.no_eval:
+        options = dataclasses.replace(options, evaluate=False)
     report = convert(args.model, args.output, options)
     print_json(report.as_dict()) if args.json else print(format_report(report))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from edgecnn.evaluate import evaluate, format_eval
+    from edgecnn.pipelines.evaluate import EvalOptions, evaluate, format_eval  # lazy: see above
 
-    result = evaluate(
-        args.model,
-        data=args.data,
-        plots=args.plots,
-        threads=args.threads,
-        delegate=args.delegate,
-        device=args.device,
-        task_name=args.task,
-    )
+    options = EvalOptions(args.data, args.plots, args.task, args.threads, args.delegate, args.device)
+    result = evaluate(args.model, options)
     print_json(result) if args.json else print(format_eval(result))
     return 0
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from edgecnn.benchmarks.latency import benchmark_model, format_table
-    from edgecnn.metadata import read_tflite_info
-    from edgecnn.tasks.base import check_task
+    from edgecnn.benchmarks.latency import format_table  # lazy: see above
+    from edgecnn.pipelines.benchmark import BenchmarkOptions, benchmark  # lazy: see above
 
-    if args.task:  # every model first: a wrong one fails before any timing
-        for path in args.models:
-            info = read_tflite_info(path) if str(path).endswith(".tflite") else None
-            check_task(args.task, info.task if info else "classify", str(path))
-    results = []
-    for path in args.models:
-        result = benchmark_model(
-            path,
-            threads=args.threads,
-            delegate=args.delegate,
-            device=args.device,
-            warmup=args.warmup,
-            runs=None if args.seconds else args.runs,
-            seconds=args.seconds,
-        )
-        results.append(result)
-        if args.json:
+    options = BenchmarkOptions(
+        args.warmup, args.runs, args.seconds, args.task, args.threads, args.delegate, args.device
+    )
+    results = benchmark(args.models, options)
+    if args.json:
+        for result in results:
             print_json(result.as_dict())
-    if not args.json:
+    else:
         print(format_table(results))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from edgecnn.demo.pipeline import run_demo
-    from edgecnn.demo.sources import open_source
-    from edgecnn.fileio import check_output_path
-    from edgecnn.runtime.interpreter import load_model
-    from edgecnn.tasks.base import check_task
+    from edgecnn.pipelines.demo import DemoOptions, demo  # lazy: see above
 
-    if args.save:
-        check_output_path(args.save, "--save")
-    model = load_model(args.model, threads=args.threads, delegate=args.delegate, device=args.device)
-    if args.verbose:
-        print(f"runtime: {model.backend.name} {model.backend.version}, delegate {args.delegate}", file=sys.stderr)
-    task = model.info.task if model.info else "classify"
-    check_task(args.task, task, str(args.model))
-    source = open_source(str(args.source))
-    stats = run_demo(
-        model,
-        source,
-        task=task,
+    options = DemoOptions(
+        model=args.model,
+        source=args.source,
         save=args.save,
-        display=not args.no_display,
+        no_display=args.no_display,
         max_frames=args.max_frames,
         top_k=args.top_k,
         threshold=args.threshold,
+        task=args.task,
+        threads=args.threads,
+        delegate=args.delegate,
+        device=args.device,
+        verbose=args.verbose,
     )
-    summary = {"model": str(args.model), "source": source.name, **stats.as_dict()}
-    if args.save:
-        summary["saved"] = str(args.save)
+    summary = demo(options)
     print_json(summary) if args.json else print(
-        f"demo: {stats.frames} frames in {stats.seconds:.2f} s = {stats.fps:.1f} FPS, "
-        f"inference {stats.mean_inference_ms:.2f} ms/frame" + (f"; saved {args.save}" if args.save else "")
+        f"demo: {summary['frames']} frames in {summary['seconds']:.2f} s = {summary['fps']:.1f} FPS, "
+        f"inference {summary['mean_inference_ms']:.2f} ms/frame"
+        + (f"; saved {summary['saved']}" if "saved" in summary else "")
     )
     return 0
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from edgecnn.optimize.pipeline import OptimizeConfig, optimize
+    from edgecnn.pipelines.optimize import OptimizeConfig  # lazy: see above
 
     config = OptimizeConfig(
         prune=args.prune,
@@ -226,60 +206,54 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     )
     config.steps()  # "nothing to do" before TensorFlow starts
     if args.task:
-        from edgecnn.metadata import read_keras_info
-        from edgecnn.tasks.base import check_task
-        from edgecnn.training.keras_io import check_keras_path
+        from edgecnn.metadata import read_keras_info  # lazy: see above
+        from edgecnn.tasks import check_task  # lazy: see above
+        from edgecnn.training.keras_io import check_keras_path  # lazy: see above
 
         info = read_keras_info(check_keras_path(args.model))
         check_task(args.task, info.task if info else "classify", str(args.model))
-    rows = optimize(args.model, config)
-    from edgecnn.optimize.report import markdown
+    from edgecnn.optimize.report import markdown  # lazy: see above
+    from edgecnn.pipelines.optimize import optimize  # lazy: see above
 
-    print(markdown(rows))
+    print(markdown(optimize(args.model, config)))
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from edgecnn.edgetpu.check import run_check
+    from edgecnn.edgetpu.check import format_check  # lazy: see above
+    from edgecnn.pipelines.check import CheckOptions, check_model  # lazy: see above
 
-    return run_check(args)
+    options = CheckOptions(args.edgetpu, args.runtime, args.img, args.channels, args.classes)
+    report = check_model(args.model, options)
+    print_json(report.as_dict()) if args.json else print(format_check(report))
+    return 0 if report.fully_mapped else 1
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from edgecnn.doctor import run_doctor
+    from edgecnn.doctor import DoctorOptions, run_doctor  # lazy: see above
 
-    return run_doctor(args)
+    return run_doctor(DoctorOptions(no_cameras=args.no_cameras, json=args.json))
 
 
 def cmd_archs(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
-    from edgecnn.archs.stats import all_stats, format_table
+    from edgecnn.pipelines.archs import all_stats, format_table  # lazy: see above
 
     rows = all_stats(use_cache=not args.no_cache)
-    print_json([asdict(r) for r in rows]) if args.json else print(format_table(rows))
+    print_json([dataclasses.asdict(r) for r in rows]) if args.json else print(format_table(rows))
     return 0
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from edgecnn.archs import create, get_arch
-    from edgecnn.profile import format_profile, profile_model
+    from edgecnn.pipelines.archs import ProfileOptions, profile_target  # lazy: see above
+    from edgecnn.profile import format_profile  # lazy: see above
 
-    target = Path(args.target)
-    if target.suffix in (".keras", ".h5", ".tflite") or target.is_dir():
-        from edgecnn.training.keras_io import load_keras
-
-        model, _ = load_keras(target)
-    else:
-        spec = get_arch(args.target)
-        model = create(args.target, args.classes, args.img or spec.default_size, args.channels)
-    profile = profile_model(model, bytes_per_element=1 if args.int8 else 4)
+    profile = profile_target(args.target, ProfileOptions(args.img, args.channels, args.classes, args.int8))
     print_json(profile.as_dict()) if args.json else print(format_profile(profile))
     return 0
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
-    from edgecnn.quickstart import quickstart
+    from edgecnn.pipelines.quickstart import quickstart  # lazy: see above
 
     quickstart(args.out, epochs=args.epochs, arch=args.arch)
     return 0
@@ -289,7 +263,7 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 def _task_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--task",
-        choices=("classify", "detect", "segment"),
+        choices=tuple(TASKS),
         help="optional: taken from the architecture or the model's metadata; when given it must agree",
     )
 
@@ -298,7 +272,7 @@ def _runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=positive_int, default=None, help="interpreter threads (default: all cores)")
     p.add_argument(
         "--delegate",
-        choices=("none", "xnnpack", "edgetpu"),
+        choices=DELEGATES,
         default="xnnpack",
         help="none: plain kernels; xnnpack: LiteRT's CPU delegate (default); edgetpu: Coral",
     )
@@ -306,7 +280,7 @@ def _runtime_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> Parser:
-    from edgecnn.convert.formats import FORMATS, IO_TYPES
+    from edgecnn.convert.formats import FORMATS, IO_TYPES  # lazy: see above
 
     parser = Parser(prog="edgecnn", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
@@ -365,17 +339,12 @@ def build_parser() -> Parser:
     group = p.add_mutually_exclusive_group()
     for name, fmt in FORMATS.items():
         group.add_argument(f"--{name}", dest="format", action="store_const", const=name, help=fmt.help)
-    p.set_defaults(format="int8")
+    p.add_argument("--config", help="YAML conversion recipe (e.g. convert/int8.yaml); flags override it")
     p.add_argument("--io", choices=IO_TYPES, help="int8 input/output type (default uint8)")
     p.add_argument("--calib", help="calibration images: 'digits', a folder, or 'random' (default: run's val data)")
-    p.add_argument("--calib-samples", type=positive_int, default=200, dest="calib_samples")
+    p.add_argument("--calib-samples", type=positive_int, dest="calib_samples", help="default 200")
     p.add_argument("--data", help="evaluation data for the report (default: the model's own dataset)")
     p.add_argument("--no-eval", action="store_true", help="skip the accuracy check")
-    p.add_argument(
-        "--edgetpu",
-        action="store_true",
-        help="int8 for the Coral Edge TPU: check every op, then run edgetpu_compiler if installed",
-    )
     p.add_argument("-o", "--output", help="output .tflite path (default: beside the model)")
     _task_option(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -433,13 +402,23 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true")
     _runtime_options(p)
 
-    from edgecnn.doctor import add_doctor_arguments
-    from edgecnn.edgetpu.check import add_check_arguments
-
     p = command("check", cmd_check, "will it run on the Edge TPU? per op/layer, before you train or compile")
-    add_check_arguments(p)
+    p.add_argument("model", help="a .tflite model, a .keras model or run folder, or an architecture name")
+    p.add_argument("--edgetpu", action="store_true", help="check that every op maps to the Coral Edge TPU")
+    p.add_argument(
+        "--runtime",
+        type=positive_int,
+        default=DEFAULT_RUNTIME,
+        help=f"Edge TPU runtime version to check for (default {DEFAULT_RUNTIME}, the last public release)",
+    )
+    p.add_argument("--img", type=positive_int, help="input size when MODEL is an architecture name (default: its own)")
+    p.add_argument("--channels", type=int, choices=(1, 3), default=3, help="for an architecture name")
+    p.add_argument("--classes", type=positive_int, default=1000, help="for an architecture name")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
     p = command("doctor", cmd_doctor, "check this machine: Python, numpy, interpreter, Edge TPU, compiler, cameras")
-    add_doctor_arguments(p)
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
+    p.add_argument("--no-cameras", action="store_true", dest="no_cameras", help="skip probing cameras 0-3")
 
     p = command("archs", cmd_archs, "the registered architectures: family, params, MACs, input size, Edge TPU")
     p.add_argument("--json", action="store_true")

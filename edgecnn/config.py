@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -48,14 +48,22 @@ def to_yaml(config: Any) -> str:
     return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False)
 
 
-def load_train_config(path: str | Path) -> TrainConfig:
-    """Read a recipe or a run's config.yaml (safe_load; unknown keys are an error, not ignored)."""
+T = TypeVar("T")
+
+
+def load_config(path: str | Path, cls: type[T]) -> T:
+    """Read a YAML recipe into the options dataclass ``cls`` (safe_load; unknown keys are an error, not ignored)."""
     path = Path(path)
     if not path.is_file():
         raise EdgecnnError(f"config file not found: {path}")
     raw = yaml.safe_load(path.read_text()) or {}
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(raw) - known)
     if unknown:
         raise EdgecnnError(f"unknown keys in {path}: {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
-    return TrainConfig(**raw)
+    return cls(**raw)
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """A training recipe (training/*.yaml) or a run's config.yaml."""
+    return load_config(path, TrainConfig)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import importlib.metadata
+import json
 import os
 import platform
 import re
@@ -33,7 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.edgetpu.compiler import find_compiler
 from edgecnn.errors import EdgecnnError
+from edgecnn.quiet import native_stderr_silenced
+from edgecnn.runtime.interpreter import EDGETPU_LIBRARY, find_backend
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 PYTHON_RANGE = ((3, 10), (3, 12))  # pyproject: requires-python >=3.10,<3.13
@@ -109,7 +113,6 @@ def check_numpy(versions: dict[str, str] | None = None) -> Finding:
 
 def check_interpreter(find: Callable[[], Any] | None = None) -> Finding:
     """The interpreter package edgecnn will use (``EDGECNN_RUNTIME`` pins one)."""
-    from edgecnn.runtime.interpreter import find_backend
 
     try:
         backend = (find or find_backend)()
@@ -142,8 +145,6 @@ def check_int8_speed(
     find: Callable[[], Any] | None = None, timer: Callable[[Any, Path], float] = time_model
 ) -> Finding:
     """Is int8 faster than float here? The bundled pair has 32 channels, where fast int8 kernels win 2-3x."""
-    from edgecnn.quiet import native_stderr_silenced
-    from edgecnn.runtime.interpreter import find_backend
 
     try:
         backend = (find or find_backend)()
@@ -174,8 +175,6 @@ def check_int8_speed(
 
 
 def _edgetpu_library_name(system: str | None = None) -> str:
-    from edgecnn.runtime.interpreter import EDGETPU_LIBRARY
-
     return EDGETPU_LIBRARY.get(system or platform.system(), "libedgetpu.so.1")
 
 
@@ -235,7 +234,6 @@ def _count_devices(library: Any) -> int | None:
 
 def check_compiler(find: Callable[[], Any] | None = None, machine: str | None = None) -> Finding:
     """edgetpu_compiler and its version; only Debian/Ubuntu x86_64 can have it."""
-    from edgecnn.edgetpu.compiler import find_compiler
 
     compiler = (find or find_compiler)()
     machine = machine or platform.machine()
@@ -373,21 +371,19 @@ def format_doctor(findings: list[Finding], seconds: float | None = None) -> str:
     return "\n".join(lines)
 
 
-# -------------------------------------------------------------------------------------- CLI
-def add_doctor_arguments(parser: Any) -> None:
-    """Arguments of ``edgecnn doctor [--json]``."""
-    parser.add_argument("--json", action="store_true", help="print the findings as JSON")
-    parser.add_argument("--no-cameras", action="store_true", dest="no_cameras", help="skip probing cameras 0-3")
+# ------------------------------------------------------------------------------------- command
+@dataclass(frozen=True)
+class DoctorOptions:
+    no_cameras: bool = False  # skip probing cameras 0-3
+    json: bool = False  # print the findings as JSON
 
 
-def run_doctor(args: Any) -> int:
+def run_doctor(options: DoctorOptions = DoctorOptions()) -> int:
     """Run ``edgecnn doctor``: 0 when nothing failed (warnings allowed), 1 otherwise."""
-    import json
-
     start = time.perf_counter()
-    findings = doctor(cameras=not getattr(args, "no_cameras", False))
+    findings = doctor(cameras=not options.no_cameras)
     seconds = time.perf_counter() - start
-    if getattr(args, "json", False):
+    if options.json:
         print(json.dumps({"findings": [asdict(f) for f in findings], "seconds": round(seconds, 3)}))
     else:
         print(format_doctor(findings, seconds))

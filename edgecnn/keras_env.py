@@ -2,7 +2,8 @@
 
 tensorflow-model-optimization only supports Keras 2, so every model is a ``tf_keras`` model and
 ``TF_USE_LEGACY_KERAS=1`` must be set before TensorFlow is first imported. Everything else does
-``from edgecnn.keras_env import keras, tf, tfmot``; nothing imports keras (or tfmot) directly.
+``from edgecnn.keras_env import keras, tf, tfmot`` (and the .tflite flatbuffer writer); nothing
+imports TensorFlow, keras or tfmot directly.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from edgecnn.errors import EdgecnnError
 from edgecnn.quiet import native_stderr_silenced
 
 try:
@@ -19,15 +21,15 @@ try:
         import tensorflow as tf
         import tensorflow_model_optimization as tfmot  # after the variable above: tfmot needs Keras 2
         import tf_keras as keras
+        from tensorflow.lite.python import schema_py_generated as tflite_schema
+        from tensorflow.lite.tools import flatbuffer_utils
 
         tf.config.list_physical_devices("GPU")  # CUDA probing logs happen here, once
 except ImportError as exc:  # the light (Pi) install has no TensorFlow
-    from edgecnn.errors import EdgecnnError
-
     raise EdgecnnError(
         f"this command needs TensorFlow ({exc.name} is not installed); install it with: pip install 'edgecnn[train]'"
     ) from exc
 
 tf.get_logger().setLevel("ERROR")
 
-__all__ = ["keras", "tf", "tfmot"]
+__all__ = ["flatbuffer_utils", "keras", "tf", "tflite_schema", "tfmot"]

@@ -128,10 +128,8 @@ def read_tflite_info(path: str | os.PathLike) -> ModelInfo | None:
 
 def embed_tflite_info(model_bytes: bytes, info: ModelInfo) -> bytes:
     """Return the .tflite flatbuffer with ``info`` in its metadata table (needs TensorFlow)."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    from edgecnn.keras_env import tf  # noqa: F401  (conversion-time only)
+    from edgecnn.keras_env import flatbuffer_utils  # lazy: writing is conversion time; reading stays light
+    from edgecnn.keras_env import tflite_schema as schema  # lazy: as above
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
     buffer = schema.BufferT()

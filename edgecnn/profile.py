@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from edgecnn.keras_env import keras, tf
+
 Pair = tuple[int, int]
 
 
@@ -144,7 +146,6 @@ def _pair(value: Any) -> Pair:
 
 def _macs(layer: Any, in_shape: tuple[int | None, ...], out_shape: tuple[int | None, ...]) -> int:
     """Multiply-accumulates of one call; 0 for layers without weights that multiply (see module docstring)."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     if not in_shape or not out_shape:
@@ -170,7 +171,6 @@ def _macs(layer: Any, in_shape: tuple[int | None, ...], out_shape: tuple[int | N
 
 def _dense_equivalent(layer: Any, in_shape: tuple[int | None, ...], out_shape: tuple[int | None, ...]) -> int:
     """Weights + biases of a fully connected layer from the whole input tensor to the whole output tensor."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     is_conv = isinstance(layer, layers.Conv2D | layers.DepthwiseConv2D | layers.SeparableConv2D)
@@ -185,7 +185,6 @@ _WHOLE_INPUT = "receptive field = whole input"
 
 def _window(layer: Any) -> tuple[Pair, Pair, Pair] | None:
     """(kernel, strides, dilation) of a sliding-window layer, None for any other layer."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     if isinstance(layer, layers.Conv2D | layers.DepthwiseConv2D | layers.SeparableConv2D):
@@ -204,7 +203,6 @@ def _field(
     layer: Any, inputs: list[_Field], in_shape: tuple[int | None, ...], out_shape: tuple[int | None, ...], image: Pair
 ) -> tuple[_Field, str]:
     """Receptive field and jump after ``layer``, from those of its inputs; a note where a rule was applied."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     one = Fraction(1)
@@ -295,8 +293,6 @@ def _walk(model: Any, scope: str, inputs: list[str], steps: list[_Step], counter
 
 
 def _flatten(structure: Any) -> list[Any]:
-    from edgecnn.keras_env import tf
-
     return tf.nest.flatten(structure)
 
 
@@ -387,8 +383,6 @@ def profile_model(model: Any, bytes_per_element: int = 4) -> ModelProfile:
 
 
 def _is_model(layer: Any) -> bool:
-    from edgecnn.keras_env import keras
-
     return isinstance(layer, keras.Model)
 
 

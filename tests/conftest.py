@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -26,12 +27,28 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
     )
 
 
+def fake_compiler(tmp_path: Path, log: str) -> Path:
+    """A stand-in edgetpu_compiler: prints ``log`` and writes NAME_edgetpu.tflite into -o DIR."""
+    script = tmp_path / "edgetpu_compiler"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import sys, pathlib\n"
+        "if sys.argv[1:] == ['--version']:\n"
+        "    print('Edge TPU Compiler version 16.0.384591198'); sys.exit(0)\n"
+        "out = pathlib.Path(sys.argv[sys.argv.index('-o') + 1]); model = pathlib.Path(sys.argv[-1])\n"
+        "(out / (model.stem + '_edgetpu.tflite')).write_bytes(model.read_bytes())\n"
+        f"print({log!r})\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return script
+
+
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """LeNet-5 trained on digits with seed 0, plus its float32 and int8 .tflite conversions."""
     from edgecnn.config import TrainConfig
-    from edgecnn.convert.tflite import ConvertOptions, convert
-    from edgecnn.training.fit import train
+    from edgecnn.pipelines.convert import ConvertOptions, convert
+    from edgecnn.pipelines.train import train
 
     run = tmp_path_factory.mktemp("digits") / "run"
     result = train(TrainConfig(arch="lenet5", data="digits", img=32, epochs=20, seed=0, out=str(run)), verbose=0)
@@ -43,10 +60,10 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def digits_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 30-frame .mp4 of validation digits."""
-    from edgecnn.data import load_classification
-    from edgecnn.quickstart import write_clip
+    from edgecnn.data import load_split
+    from edgecnn.pipelines.quickstart import write_clip
 
-    val = load_classification("digits", 32, None, 0, 0.2).val
+    val = load_split("digits", "classify", 32, None, 0, 0.2).val
     return write_clip(val.x[:10, :, :, 0], tmp_path_factory.mktemp("clip") / "clip.mp4")
 
 

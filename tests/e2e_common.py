@@ -14,7 +14,7 @@ SIZE = 96
 def train_run(arch: str, data: str, out: Path, epochs: int, batch: int) -> Path:
     """``edgecnn train``'s library call: a short seeded run at 96x96 on a built-in dataset."""
     from edgecnn.config import TrainConfig
-    from edgecnn.training.fit import train
+    from edgecnn.pipelines.train import train
 
     config = TrainConfig(arch=arch, data=data, img=SIZE, epochs=epochs, batch=batch, lr=3e-3, seed=0, out=str(out))
     return train(config, verbose=0).run_dir
@@ -28,10 +28,9 @@ def convert_int8(run: Path) -> dict:
 
 def write_frames(data: str, folder: Path, n: int = 6) -> Path:
     """Validation images of a built-in set as PNG files: the demo's folder source."""
-    from edgecnn.tasks import get_task
+    from edgecnn.data import load_split
 
-    task = get_task("detect" if data == "shapes" else "segment")
-    val = task.load(data, 160, None, 0, 0.2).val
+    val = load_split(data, "detect" if data == "shapes" else "segment", 160, None, 0, 0.2).val
     folder.mkdir()
     for i, image in enumerate(val.x[:n]):
         cv2.imwrite(str(folder / f"{i}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))

@@ -41,9 +41,9 @@ def members() -> list:
 @pytest.fixture(scope="module")
 def digits_rgb() -> np.ndarray:
     """Real images: 96 validation digits at 32x32, RGB (uint8)."""
-    from edgecnn.data import load_classification
+    from edgecnn.data import load_split
 
-    return load_classification("digits", SIZE, channels=3).val.x[:96]
+    return load_split("digits", "classify", SIZE, channels=3).val.x[:96]
 
 
 def set_bn_statistics(model, images: np.ndarray) -> None:

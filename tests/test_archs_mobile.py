@@ -87,8 +87,7 @@ def test_new_variants_classify_32px_raw_pixels(name: str, options: dict) -> None
 
 
 def test_hard_swish_and_hard_sigmoid_values() -> None:
-    from edgecnn.archs.common import activation
-    from edgecnn.archs.layers import HardSigmoid, HardSwish
+    from edgecnn.archs.layers import HardSigmoid, HardSwish, activation
 
     x = np.array([-4.0, -3.0, 0.0, 1.0, 3.0, 4.0], np.float32)
     np.testing.assert_allclose(HardSwish()(x).numpy(), [0, 0, 0, 2 / 3, 3, 4], atol=1e-6)

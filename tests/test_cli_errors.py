@@ -118,8 +118,8 @@ def test_random_calibration_needs_asking_and_warns(digits_run: Path, tmp_path: P
 
 
 def test_no_partial_output_when_conversion_fails(digits_run: Path, tmp_path: Path, monkeypatch) -> None:
-    from edgecnn.convert import tflite as conv
     from edgecnn.errors import EdgecnnError
+    from edgecnn.pipelines import convert as conv
 
     def boom(*args, **kwargs):
         raise EdgecnnError("simulated failure")

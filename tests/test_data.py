@@ -7,16 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecnn.data import load_classification, stratified_split
+from edgecnn.data import load_split
+from edgecnn.data.base import stratified_split
 from edgecnn.errors import EdgecnnError
 
 
 def test_digits_upscaled_gray_and_rgb() -> None:
-    split = load_classification("digits", 32)
+    split = load_split("digits", "classify", 32)
     assert split.train.x.shape == (1438, 32, 32, 1) and split.val.x.shape == (359, 32, 32, 1)
     assert split.train.x.dtype == np.uint8 and split.train.x.max() == 255 and split.train.x.min() == 0
     assert split.train.pixel_format == "gray" and split.train.labels == [str(d) for d in range(10)]
-    rgb = load_classification("digits", 24, channels=3)
+    rgb = load_split("digits", "classify", 24, channels=3)
     assert rgb.val.x.shape == (359, 24, 24, 3) and rgb.val.pixel_format == "rgb"
 
 
@@ -31,7 +32,7 @@ def test_split_is_seeded_stratified_and_disjoint() -> None:
 
 
 def test_image_folder_reports_unreadable_files(image_folder: Path, capsys) -> None:
-    split = load_classification(str(image_folder), 48, seed=0, val_fraction=0.25)
+    split = load_split(str(image_folder), "classify", 48, seed=0, val_fraction=0.25)
     assert split.train.labels == ["astronaut", "coffee"]
     assert len(split.train) + len(split.val) == 12
     assert split.train.x.shape[1:] == (48, 48, 3) and split.train.pixel_format == "rgb"
@@ -41,7 +42,7 @@ def test_image_folder_reports_unreadable_files(image_folder: Path, capsys) -> No
 
 def test_image_folder_colours_are_rgb(image_folder: Path) -> None:
     """The astronaut photo is dominated by its white/red suit vs the brown coffee: check channel order."""
-    split = load_classification(str(image_folder), 32, seed=0, val_fraction=0.25)
+    split = load_split(str(image_folder), "classify", 32, seed=0, val_fraction=0.25)
     coffee = np.concatenate([split.train.x[split.train.y == 1], split.val.x[split.val.y == 1]])
     r, b = coffee[..., 0].mean(), coffee[..., 2].mean()
     assert r > b  # coffee is brown: more red than blue once loaded as RGB
@@ -49,9 +50,9 @@ def test_image_folder_colours_are_rgb(image_folder: Path) -> None:
 
 def test_unknown_dataset_name() -> None:
     with pytest.raises(EdgecnnError, match=r"dataset not found: 'digitz'; use a built-in name \(digits\)"):
-        load_classification("digitz", 32)
+        load_split("digitz", "classify", 32)
 
 
 def test_bad_val_fraction() -> None:
     with pytest.raises(EdgecnnError, match="--val-fraction must be between 0 and 1, got 1.5"):
-        load_classification("digits", 32, val_fraction=1.5)
+        load_split("digits", "classify", 32, val_fraction=1.5)

@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from edgecnn.data import load_data, load_split
+from edgecnn.data.base import random_split
 from edgecnn.data.coco import load_coco
-from edgecnn.data.detection import load_detection, load_detection_data, random_split
 from edgecnn.data.shapes import _generate, shapes, shapes_seg
 from edgecnn.data.yolo import load_yolo
 from edgecnn.errors import EdgecnnError
@@ -143,7 +144,7 @@ def test_coco_malformed_json_names_file_and_line(tmp_path: Path) -> None:
     (root / "annotations" / "instances.json").write_text('{\n"images": [],\n"annotations": [] \n"categories": []\n}\n')
     message = r"instances\.json: invalid JSON at line 4 column 1: Expecting ',' delimiter; fix the file"
     with pytest.raises(EdgecnnError, match=message):
-        load_detection(str(root), 32)
+        load_split(str(root), "detect", 32)
 
 
 # -- YOLO -----------------------------------------------------------------------------------------------
@@ -205,7 +206,7 @@ def test_yolo_reports_every_bad_line(yolo_folder: Path) -> None:
 def test_yolo_names_from_classes_txt_and_gray(yolo_folder: Path) -> None:
     (yolo_folder / "data.yaml").unlink()
     (yolo_folder / "classes.txt").write_text("a\nb\nc\n")
-    data = load_detection_data(str(yolo_folder), 20, channels=1)
+    data = load_data(str(yolo_folder), "detect", 20, channels=1)
     assert data.labels == ["a", "b", "c"] and data.x.shape == (3, 20, 20, 1) and data.pixel_format == "gray"
     assert "fix it or add its name to classes.txt" in data.skipped[2]
 
@@ -213,14 +214,16 @@ def test_yolo_names_from_classes_txt_and_gray(yolo_folder: Path) -> None:
 def test_yolo_without_names_says_what_to_add(yolo_folder: Path) -> None:
     (yolo_folder / "data.yaml").unlink()
     with pytest.raises(EdgecnnError, match=r"no class names for the YOLO dataset .*; add data.yaml with 'names: \["):
-        load_detection(str(yolo_folder), 32)
+        load_split(str(yolo_folder), "detect", 32)
 
 
 def test_unknown_layout_describes_both(tmp_path: Path) -> None:
-    with pytest.raises(EdgecnnError, match=r"is neither a COCO nor a YOLO dataset; expected COCO: .* YOLO: images/"):
-        load_detection(str(tmp_path), 32)
-    with pytest.raises(EdgecnnError, match=r"detection dataset not found: 'shapez'; use the built-in name \(shapes\)"):
-        load_detection("shapez", 32)
+    with pytest.raises(
+        EdgecnnError, match=r"is neither a YOLO nor a COCO dataset; expected YOLO: images/ .*; COCO: annotations/"
+    ):
+        load_split(str(tmp_path), "detect", 32)
+    with pytest.raises(EdgecnnError, match=r"detection dataset not found: 'shapez'; use a built-in name \(shapes\)"):
+        load_split("shapez", "detect", 32)
 
 
 # -- split ------------------------------------------------------------------------------------------------
@@ -237,22 +240,22 @@ def test_random_split_is_seeded_sorted_and_disjoint() -> None:
 
 
 def test_folder_split_keeps_skipped_on_train(coco_folder: Path) -> None:
-    split = load_detection(str(coco_folder), 32, seed=1, val_fraction=0.34)
+    split = load_split(str(coco_folder), "detect", 32, seed=1, val_fraction=0.34)
     assert len(split.train) == 2 and len(split.val) == 1
     assert len(split.train.skipped) == 8 and split.val.skipped == []
-    again = load_detection(str(coco_folder), 32, seed=1, val_fraction=0.34)
+    again = load_split(str(coco_folder), "detect", 32, seed=1, val_fraction=0.34)
     assert np.array_equal(split.val.x, again.val.x)
 
 
 def test_shapes_split_counts_gray_and_disjoint() -> None:
-    split = load_detection("shapes", 32, channels=1, seed=0)
+    split = load_split("shapes", "detect", 32, channels=1, seed=0)
     assert len(split.train) == 960 and len(split.val) == 240
     assert split.train.x.shape == (960, 32, 32, 1) and split.val.pixel_format == "gray"
     assert split.train.labels == ["circle", "square", "triangle"]
     train = {im.tobytes() for im in split.train.x}
     assert len(train) == 960 and train.isdisjoint(im.tobytes() for im in split.val.x)
     with pytest.raises(EdgecnnError, match="--val-fraction must be between 0 and 1, got 1.0"):
-        load_detection("shapes", 32, val_fraction=1.0)
+        load_split("shapes", "detect", 32, val_fraction=1.0)
 
 
 # -- shapes --------------------------------------------------------------------------------------------------

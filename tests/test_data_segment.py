@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edgecnn.data.segmentation import load_segmentation, load_segmentation_data, read_mask, voc_colormap
+from edgecnn.data import load_data, load_split
+from edgecnn.data.masks import read_mask, voc_colormap
 from edgecnn.data.shapes import _generate, shapes_seg
 from edgecnn.errors import EdgecnnError
 
@@ -79,7 +80,7 @@ def test_palette_png_decodes_to_indices(tmp_path: Path) -> None:
 
 
 def test_mask_folder_pixels_masks_and_reports(seg_folder: Path) -> None:
-    data = load_segmentation_data(str(seg_folder), 20)
+    data = load_data(str(seg_folder), "segment", 20)
     assert data.x.shape == (2, 20, 20, 3) and data.pixel_format == "rgb" and data.masks.shape == (2, 20, 20)
     assert np.array_equal(data.masks[0], index_mask()[::2, ::2])  # nearest neighbour: 255 stays 255
     assert np.array_equal(data.masks[1], palette_mask()[::2, ::2])
@@ -96,7 +97,7 @@ def test_mask_folder_pixels_masks_and_reports(seg_folder: Path) -> None:
 
 def test_labels_file_names_classes_and_limits_indices(seg_folder: Path) -> None:
     (seg_folder / "labels.txt").write_text("background\nthing\nother\n")
-    data = load_segmentation_data(str(seg_folder), 20)
+    data = load_data(str(seg_folder), "segment", 20)
     assert data.labels == ["background", "thing", "other"] and len(data) == 1
     assert "masks/b.png: class index 15 but the labels file names 3 classes (image skipped); add the missing names" in (
         data.skipped
@@ -109,10 +110,10 @@ def test_gray_folder_split_and_channels(tmp_path: Path) -> None:
     for i in range(5):
         write_photo(root / "images" / f"{i}.png", 40, "camera")  # a gray photo
         cv2.imwrite(str(root / "masks" / f"{i}.png"), index_mask())
-    split = load_segmentation(str(root), 16, seed=2, val_fraction=0.4)
+    split = load_split(str(root), "segment", 16, seed=2, val_fraction=0.4)
     assert split.train.x.shape == (3, 16, 16, 1) and split.val.x.shape == (2, 16, 16, 1)
     assert split.train.pixel_format == "gray" and split.val.masks.shape == (2, 16, 16)
-    rgb = load_segmentation(str(root), 16, channels=3, seed=2, val_fraction=0.4)
+    rgb = load_split(str(root), "segment", 16, channels=3, seed=2, val_fraction=0.4)
     assert rgb.train.x.shape == (3, 16, 16, 3) and rgb.train.pixel_format == "rgb"
 
 
@@ -120,15 +121,17 @@ def test_empty_or_wrong_folder(tmp_path: Path) -> None:
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
     with pytest.raises(EdgecnnError, match=r"no usable image/mask pairs in .*; expected images/ with the pictures"):
-        load_segmentation(str(tmp_path), 32)
+        load_split(str(tmp_path), "segment", 32)
     with pytest.raises(EdgecnnError, match=r"is not a segmentation dataset; expected images/ with"):
-        load_segmentation(str(tmp_path / "images"), 32)
-    with pytest.raises(EdgecnnError, match=r"segmentation dataset not found: 'shapes'; use the built-in name"):
-        load_segmentation("shapes", 32)
+        load_split(str(tmp_path / "images"), "segment", 32)
+    with pytest.raises(
+        EdgecnnError, match=r"segmentation dataset not found: 'shapes'; use a built-in name \(shapes-seg\)"
+    ):
+        load_split("shapes", "segment", 32)
 
 
 def test_shapes_seg_split() -> None:
-    split = load_segmentation("shapes-seg", 32, seed=0)
+    split = load_split("shapes-seg", "segment", 32, seed=0)
     assert len(split.train) == 960 and len(split.val) == 240
     assert split.train.labels == ["background", "circle", "square", "triangle"]
     assert split.train.x.shape == (960, 32, 32, 3) and split.val.masks.shape == (240, 32, 32)
@@ -136,7 +139,7 @@ def test_shapes_seg_split() -> None:
     assert all(m.any() for m in split.val.masks)  # every image has at least one shape
     train = {im.tobytes() for im in split.train.x}
     assert len(train) == 960 and train.isdisjoint(im.tobytes() for im in split.val.x)
-    gray = load_segmentation("shapes-seg", 32, channels=1, seed=0)
+    gray = load_split("shapes-seg", "segment", 32, channels=1, seed=0)
     assert gray.val.x.shape == (240, 32, 32, 1) and np.array_equal(gray.val.masks, split.val.masks)
 
 

@@ -253,16 +253,17 @@ def trained():
 @pytest.fixture(scope="module")
 def exported(trained, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The trained detector as float32 and int8 (uint8 input) .tflite, with edgecnn metadata."""
-    from edgecnn.detection.postprocess import to_tflite_detection
+    from edgecnn.convert.tflite import to_tflite
+    from edgecnn.detection.nms import NmsSettings
+    from edgecnn.detection.postprocess import detection_graph
     from edgecnn.metadata import ModelInfo, embed_tflite_info
 
     folder = tmp_path_factory.mktemp("detector")
     paths = {}
     for fmt, io in (("float32", "float32"), ("int8", "uint8")):
         calib = trained["images"][:16]
-        blob = to_tflite_detection(
-            trained["model"], trained["extra"], fmt, io, calib, MAX_DETECTIONS, SCORE_THRESHOLD, IOU_THRESHOLD
-        )
+        nms = NmsSettings(MAX_DETECTIONS, SCORE_THRESHOLD, IOU_THRESHOLD)
+        blob = to_tflite(detection_graph(trained["model"], trained["extra"], nms), fmt, io, calib)
         info = ModelInfo(
             task="detect",
             labels=LABELS,
@@ -336,7 +337,7 @@ def test_int8_detector_with_a_plain_interpreter(trained, exported) -> None:
 
 
 def test_float32_detector_matches_numpy_reference(trained, exported) -> None:
-    from edgecnn.tasks.detect import postprocess
+    from edgecnn.detection.nms import NmsSettings, postprocess
 
     for image in trained["test"][0]:
         out = _plain_interpreter_run(exported["float32"], image)
@@ -353,7 +354,11 @@ def test_float32_detector_matches_numpy_reference(trained, exported) -> None:
         np.testing.assert_allclose(out["boxes"][0, :n], boxes[:n], atol=1e-3)
         # the library's numpy postprocess (OpenCV NMS), which evaluates Keras detectors, agrees with the kernel
         lib_boxes, lib_classes, lib_best = postprocess(
-            encodings[0].numpy(), scores[0].numpy(), trained["anchors"], BOX_SCALE, MAX_DETECTIONS, SCORE_THRESHOLD
+            encodings[0].numpy(),
+            scores[0].numpy(),
+            trained["anchors"],
+            BOX_SCALE,
+            NmsSettings(MAX_DETECTIONS, SCORE_THRESHOLD, IOU_THRESHOLD),
         )
         np.testing.assert_allclose(lib_boxes, boxes, atol=1e-6)
         np.testing.assert_array_equal(lib_classes, classes)
@@ -428,14 +433,14 @@ def test_read_detections_identifies_any_order() -> None:
 
 
 def test_export_rejects_a_mismatched_record(trained) -> None:
-    from edgecnn.detection.postprocess import to_tflite_detection
+    from edgecnn.detection.postprocess import detection_graph
     from edgecnn.errors import EdgecnnError
 
     wrong = {**trained["extra"], "anchors": anchor_config([(4, 4)])}
     with pytest.raises(EdgecnnError, match="do not match its 64 anchors"):
-        to_tflite_detection(trained["model"], wrong, "float32", "float32", None)
+        detection_graph(trained["model"], wrong)
     with pytest.raises(EdgecnnError, match="no anchors/box_scale"):
-        to_tflite_detection(trained["model"], {}, "float32", "float32", None)
+        detection_graph(trained["model"], {})
 
 
 def test_runtime_side_never_imports_tensorflow() -> None:

@@ -105,7 +105,7 @@ def test_detect_benchmark_and_task_mismatch(detect_run: Path) -> None:
 
 
 def test_detect_qat_through_optimize(detect_run: Path, tmp_path: Path) -> None:
-    from edgecnn.optimize.pipeline import OptimizeConfig, optimize
+    from edgecnn.pipelines.optimize import OptimizeConfig, optimize
 
     rows = {
         r.name: r for r in optimize(detect_run, OptimizeConfig(qat=True, epochs=1, bench_runs=5, out=str(tmp_path)))

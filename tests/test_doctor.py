@@ -205,7 +205,7 @@ def test_a_crashing_check_is_reported_not_raised() -> None:
 
 def test_run_doctor_exit_code(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setattr(dr, "CHECKS", (lambda: Finding("a", OK, "fine"), lambda: Finding("b", FAIL, "bad", "fix it")))
-    assert dr.run_doctor(SimpleNamespace(json=True, no_cameras=True)) == 1
+    assert dr.run_doctor(dr.DoctorOptions(no_cameras=True, json=True)) == 1
     data = json.loads(capsys.readouterr().out)
     assert [f["status"] for f in data["findings"]] == [OK, FAIL] and data["findings"][1]["fix"] == "fix it"
 
@@ -217,10 +217,8 @@ def test_full_doctor_under_5_seconds_without_tensorflow() -> None:
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name.split('.')[0] in ('tensorflow', 'tf_keras', 'keras'): raise ImportError(name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import argparse\n"
-        "from edgecnn.doctor import add_doctor_arguments, run_doctor\n"
-        "p = argparse.ArgumentParser(); add_doctor_arguments(p)\n"
-        "rc = run_doctor(p.parse_args(['--json']))\n"
+        "from edgecnn.cli import main\n"
+        "rc = main(['doctor', '--json'])\n"
         "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras')]\n"
         "sys.exit(rc)\n"
     )

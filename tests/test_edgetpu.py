@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import fake_compiler
 
 from edgecnn.edgetpu.check import (
     AFTER_FALLBACK,
@@ -443,6 +443,7 @@ def test_non_edgetpu_architectures_do_not_check_fully_mapped(name: str) -> None:
 def _arch_tflite(name: str, size: int | None) -> bytes:
     """The int8 .tflite the task deploys: detectors end in the postprocess op, segmenters in logits."""
     from edgecnn.archs import create, get_arch
+    from edgecnn.convert.tflite import to_tflite
     from edgecnn.metadata import ModelInfo
     from edgecnn.tasks import get_task
 
@@ -451,7 +452,7 @@ def _arch_tflite(name: str, size: int | None) -> bytes:
     calib = np.random.default_rng(0).uniform(0, 255, (4, size, size, 3)).astype(np.float32)
     model = create(name, 10, size)
     info = ModelInfo(task=spec.task, extra=model.edgecnn_extra)
-    return get_task(spec.task).to_tflite(model, info, "int8", "uint8", calib)
+    return to_tflite(get_task(spec.task).export_graph(model, info), "int8", "uint8", calib)
 
 
 @pytest.mark.parametrize(
@@ -579,22 +580,6 @@ def test_compile_instructions_name_the_package_and_command(tmp_path: Path) -> No
     assert f"which writes {tmp_path / 'model_int8_edgetpu.tflite'}" in text
 
 
-def _fake_compiler(tmp_path: Path, log: str) -> Path:
-    """A stand-in edgetpu_compiler: prints ``log`` and writes NAME_edgetpu.tflite into -o DIR."""
-    script = tmp_path / "edgetpu_compiler"
-    script.write_text(
-        f"#!{sys.executable}\n"
-        "import sys, pathlib\n"
-        "if sys.argv[1:] == ['--version']:\n"
-        "    print('Edge TPU Compiler version 16.0.384591198'); sys.exit(0)\n"
-        "out = pathlib.Path(sys.argv[sys.argv.index('-o') + 1]); model = pathlib.Path(sys.argv[-1])\n"
-        "(out / (model.stem + '_edgetpu.tflite')).write_bytes(model.read_bytes())\n"
-        f"print({log!r})\n"
-    )
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    return script
-
-
 def test_convert_for_edgetpu_without_compiler(corpus: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     monkeypatch.delenv("EDGETPU_COMPILER", raising=False)
@@ -611,7 +596,7 @@ def test_convert_for_edgetpu_without_compiler(corpus: dict[str, Path], tmp_path:
 
 
 def test_convert_for_edgetpu_with_a_stand_in_compiler(corpus: dict[str, Path], tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("EDGETPU_COMPILER", str(_fake_compiler(tmp_path, PARTIAL_LOG)))
+    monkeypatch.setenv("EDGETPU_COMPILER", str(fake_compiler(tmp_path, PARTIAL_LOG)))
     compiler = find_compiler()
     assert compiler is not None and compiler.version == "16.0.384591198"
     out = tmp_path / "model_int8.tflite"
@@ -637,10 +622,8 @@ def test_check_cli_never_imports_tensorflow_for_a_tflite(corpus: dict[str, Path]
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name.split('.')[0] in ('tensorflow', 'tf_keras', 'keras'): raise ImportError(name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import argparse\n"
-        "from edgecnn.edgetpu.check import add_check_arguments, run_check\n"
-        "p = argparse.ArgumentParser(); add_check_arguments(p)\n"
-        "sys.exit(run_check(p.parse_args(sys.argv[1:])))\n"
+        "from edgecnn.cli import main\n"
+        "sys.exit(main(['check', *sys.argv[1:]]))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, str(corpus["hard_swish"]), "--edgetpu", "--json"],
@@ -653,15 +636,16 @@ def test_check_cli_never_imports_tensorflow_for_a_tflite(corpus: dict[str, Path]
     assert data["fully_mapped"] is False and data["ops"][data["first_fallback"]]["op"] == "HARD_SWISH"
 
 
-def test_check_cli_needs_edgetpu_flag(corpus: dict[str, Path]) -> None:
-    import argparse
+def test_check_cli_needs_edgetpu_flag(corpus: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    from edgecnn.cli import main
 
-    from edgecnn.edgetpu.check import add_check_arguments, run_check
-
-    parser = argparse.ArgumentParser()
-    add_check_arguments(parser)
-    with pytest.raises(EdgecnnError, match=r"^nothing to check; add --edgetpu \(the Coral Edge TPU check\)$"):
-        run_check(parser.parse_args([str(corpus["conv"])]))
-    assert run_check(parser.parse_args([str(corpus["conv"]), "--edgetpu"])) == 0
-    with pytest.raises(EdgecnnError, match="^unknown architecture 'lenet55'; did you mean lenet5"):
-        run_check(parser.parse_args(["lenet55", "--edgetpu"]))
+    assert main(["check", str(corpus["conv"])]) == 2
+    assert capsys.readouterr().err == (
+        "edgecnn check: error: nothing to check; add --edgetpu (the Coral Edge TPU check)\n"
+    )
+    assert main(["check", str(corpus["conv"]), "--edgetpu"]) == 0
+    capsys.readouterr()
+    assert main(["check", "lenet55", "--edgetpu"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "edgecnn check: error: unknown architecture 'lenet55'; did you mean lenet5"
+    )

@@ -10,7 +10,7 @@ import pytest
 from conftest import run_cli
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.optimize.pipeline import OptimizeConfig, optimize
+from edgecnn.pipelines.optimize import OptimizeConfig, optimize
 
 
 def rows_by_name(rows) -> dict:
@@ -110,7 +110,7 @@ def test_distilled_student_beats_student_alone(digits_run: Path, tmp_path: Path)
     """LeNet-5 for 6 epochs alone vs the same 6 epochs, same seed and data (no augmentation), taught by the
     20-epoch teacher (T=4, alpha=0.1). Measured: 95.54% alone, 96.10% distilled (+0.56 points)."""
     from edgecnn.config import TrainConfig
-    from edgecnn.training.fit import train
+    from edgecnn.pipelines.train import train
 
     alone = train(TrainConfig(arch="lenet5", epochs=6, augment=False, seed=0, out=str(tmp_path / "alone")), verbose=0)
     rows = optimize(alone.run_dir, OptimizeConfig(distill_from=str(digits_run), bench_runs=10, out=str(tmp_path / "d")))
@@ -122,7 +122,7 @@ def test_distilled_student_beats_student_alone(digits_run: Path, tmp_path: Path)
 
 def test_teacher_with_other_classes_is_refused(digits_run: Path, tmp_path: Path, image_folder: Path) -> None:
     from edgecnn.config import TrainConfig
-    from edgecnn.training.fit import train
+    from edgecnn.pipelines.train import train
 
     other = train(
         TrainConfig(

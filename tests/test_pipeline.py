@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from conftest import run_cli
+from conftest import fake_compiler, run_cli
 
 from edgecnn.metadata import read_keras_info, read_tflite_info
 
@@ -51,7 +51,7 @@ def test_float_accuracy_and_int8_within_one_point(digits_run: Path) -> None:
 
 
 def test_keras_and_float32_tflite_agree(digits_run: Path) -> None:
-    from edgecnn.evaluate import evaluate
+    from edgecnn.pipelines.evaluate import evaluate
 
     keras_result = evaluate(digits_run / "model.keras")
     tflite_result = evaluate(digits_run / "model_float32.tflite")
@@ -109,7 +109,7 @@ def test_convert_prints_report_with_accuracy(digits_run: Path, tmp_path: Path) -
 def test_every_format_converts_and_keeps_accuracy(
     digits_run: Path, tmp_path: Path, fmt: str, io: str | None, dtype: str
 ) -> None:
-    from edgecnn.convert.tflite import ConvertOptions, convert
+    from edgecnn.pipelines.convert import ConvertOptions, convert
 
     report = convert(digits_run / "model.keras", tmp_path / f"{fmt}.tflite", ConvertOptions(format=fmt, io=io))
     assert report.inputs[0]["dtype"] == dtype
@@ -166,19 +166,19 @@ def test_demo_on_video_saves_annotated_clip(digits_run: Path, digits_clip: Path,
 
 def test_demo_classifies_images_correctly(digits_run: Path, tmp_path: Path) -> None:
     """Overlay results on real frames: each digit image in a folder gets its own label on top."""
-    from edgecnn.data import load_classification
-    from edgecnn.demo.pipeline import run_demo
+    from edgecnn.data import load_split
+    from edgecnn.demo.pipeline import LoopOptions, run_demo
     from edgecnn.demo.sources import open_source
     from edgecnn.runtime import load_model
 
-    val = load_classification("digits", 32, None, 0, 0.2).val
+    val = load_split("digits", "classify", 32, None, 0, 0.2).val
     for i in range(20):
         cv2.imwrite(str(tmp_path / f"{i:02d}.png"), cv2.resize(val.x[i], (128, 128)))
     seen: list[str] = []
     stats = run_demo(
         load_model(digits_run / "model_int8.tflite"),
         open_source(str(tmp_path / "*.png")),
-        display=False,
+        options=LoopOptions(display=False),
         on_frame=lambda frame, result: seen.append(result[0].label),
     )
     assert stats.frames == 20
@@ -205,3 +205,77 @@ def test_quickstart_runs_the_whole_path(tmp_path: Path) -> None:
     assert summary["float32_top1"] == pytest.approx(summary["keras_top1"], abs=0.003)
     assert summary["int8_bytes"] < summary["float32_bytes"] / 3
     assert summary["demo_frames"] == 120 and (out / "demo.mp4").stat().st_size > 0
+
+
+COMPILER_LOG = """Edge TPU Compiler version 16.0.384591198
+
+Model compiled successfully in 542 ms.
+
+Input model: model_int8.tflite
+Output model: model_int8_edgetpu.tflite
+On-chip memory used for caching model parameters: 70.00KiB
+Off-chip memory used for streaming uncached model parameters: 0.00B
+Number of Edge TPU subgraphs: 1
+Total number of operations: 9
+Number of operations that will run on Edge TPU: 9
+Number of operations that will run on CPU: 0
+"""
+
+
+def test_convert_edgetpu_without_compiler_checks_and_says_how_to_compile(digits_run: Path, tmp_path: Path) -> None:
+    """``--edgetpu`` is a row of the formats table: int8 with uint8 I/O, the op check, and with no compiler
+    on PATH the exact command to compile elsewhere."""
+    out = tmp_path / "lenet_int8.tflite"
+    env = {"PATH": str(tmp_path / "no-compiler"), "EDGETPU_COMPILER": ""}
+    result = run_cli("convert", str(digits_run / "model.keras"), "--edgetpu", "-o", str(out), "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["format"] == "edgetpu" and report["output"] == str(out) and out.is_file()
+    assert report["inputs"][0]["dtype"] == "uint8" and report["outputs"][0]["dtype"] == "uint8"
+    after = report["after"]
+    assert after["model"] == str(out) and after["compiler"] is None and after["compiled"] is None
+    assert isinstance(after["check"]["fully_mapped"], bool) and after["check"]["counted"] > 0
+    assert f"edgetpu_compiler -s -o {tmp_path} {out}" in after["instructions"]
+    text = run_cli("convert", str(digits_run / "model.keras"), "--edgetpu", "-o", str(out), env=env)
+    assert text.returncode == 0, text.stderr
+    assert "Edge TPU check of" in text.stdout and "sudo apt-get install edgetpu-compiler" in text.stdout
+
+
+def test_convert_edgetpu_runs_the_compiler(digits_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lenet_int8.tflite"
+    env = {"EDGETPU_COMPILER": str(fake_compiler(tmp_path, COMPILER_LOG))}
+    result = run_cli("convert", str(digits_run / "model.keras"), "--edgetpu", "-o", str(out), "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    after = json.loads(result.stdout)["after"]
+    compiled = tmp_path / "lenet_int8_edgetpu.tflite"
+    assert after["compiled"] == str(compiled) and compiled.read_bytes() == out.read_bytes()
+    assert after["compiler"]["version"] == "16.0.384591198"
+    assert (after["result"]["ops_on_edgetpu"], after["result"]["ops_on_cpu"], after["result"]["success"]) == (
+        9,
+        0,
+        True,
+    )
+
+
+def test_convert_reads_a_recipe_and_flags_override_it(digits_run: Path, tmp_path: Path) -> None:
+    """The recipes in convert/ are what `--config` reads; a flag given beside one wins."""
+    recipe = Path(__file__).resolve().parents[1] / "convert" / "int8_float_io.yaml"
+    out = tmp_path / "a.tflite"
+    result = run_cli("convert", str(digits_run / "model.keras"), "--config", str(recipe), "-o", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["format"] == "int8" and report["inputs"][0]["dtype"] == "float32"
+    assert report["calibration"] == "200 images from the run's validation images"
+    result = run_cli(
+        "convert", str(digits_run / "model.keras"), "--config", str(recipe), "--io", "uint8", "--calib-samples", "16",
+        "-o", str(out), "--json", "--no-eval",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["inputs"][0]["dtype"] == "uint8" and report["calibration"].startswith("16 images")
+    assert report["accuracy"] == {}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("format: int8\nbits: 4\n")
+    result = run_cli("convert", str(digits_run / "model.keras"), "--config", str(bad), "-o", str(tmp_path / "b.tflite"))
+    assert result.returncode == 2 and not (tmp_path / "b.tflite").exists()
+    assert result.stderr.startswith(f"edgecnn convert: error: unknown keys in {bad}: bits; valid keys: calib,")

@@ -34,9 +34,9 @@ def _tflite_run(blob: bytes, images: np.ndarray) -> tuple[np.ndarray, list[str]]
 
 @pytest.fixture(scope="module")
 def digits_rgb() -> np.ndarray:
-    from edgecnn.data import load_classification
+    from edgecnn.data import load_split
 
-    return load_classification("digits", SIZE, channels=3).val.x[:64]
+    return load_split("digits", "classify", SIZE, channels=3).val.x[:64]
 
 
 def tiny_custom_model():
@@ -219,11 +219,11 @@ def test_lenet5_qat_starts_at_post_training_int8_and_converts_faithfully() -> No
     is asserted through the product path, ``edgecnn optimize --qat``, in test_optimize.py; on this
     hand-rolled recipe (no augmentation) fine-tuning moves 1-2 of the 359 images either way."""
     from edgecnn.convert.tflite import to_tflite
-    from edgecnn.data import load_classification
+    from edgecnn.data import load_split
     from edgecnn.keras_env import keras, tf
     from edgecnn.optimize.qat import quantize_model
 
-    split = load_classification("digits", SIZE, 1, seed=0, val_fraction=0.2)
+    split = load_split("digits", "classify", SIZE, 1, seed=0, val_fraction=0.2)
     train_x, train_y, val_x, val_y = split.train.x, split.train.y, split.val.x, split.val.y
     keras.utils.set_random_seed(0)
     tf.config.experimental.enable_op_determinism()  # one image is 0.28 points: the same run every time

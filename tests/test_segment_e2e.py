@@ -98,8 +98,8 @@ def test_task_and_data_mismatches_are_one_line_errors(tmp_path: Path) -> None:
 )
 def test_recipe_meets_its_target(recipe: str, metric: str, tmp_path: Path) -> None:
     from edgecnn.config import load_train_config
-    from edgecnn.convert.tflite import ConvertOptions, convert
-    from edgecnn.training.fit import train
+    from edgecnn.pipelines.convert import ConvertOptions, convert
+    from edgecnn.pipelines.train import train
 
     config = load_train_config(ROOT / "training" / recipe)
     config.out = str(tmp_path / "run")

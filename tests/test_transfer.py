@@ -28,7 +28,7 @@ def test_pretrained_backbone_beats_scratch(tmp_path: Path) -> None:
     """Pretrain LeNet-5 on digits 0-4, then learn 5-9 from 5 images per class. The same recipe (head on
     a frozen backbone, then fine-tuning from c3 at a tenth of the lr) with the same epochs and seed is
     run twice: from the pretrained weights and from scratch. The pretrained one must win clearly."""
-    from edgecnn.training.fit import train
+    from edgecnn.pipelines.train import train
 
     pretrain = write_digit_folder(tmp_path / "a", range(0, 5), 150)
     small = write_digit_folder(tmp_path / "b", range(5, 10), 25)

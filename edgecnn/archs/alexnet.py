@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgecnn.archs.common import activation as act
 from edgecnn.archs.common import make_divisible
+from edgecnn.archs.layers import activation as act
 from edgecnn.archs.registry import register
+from edgecnn.keras_env import keras
 
 # He et al. 2015 ("Delving Deep into Rectifiers"): an initialization that keeps the signal's variance through
 # ReLU layers. With Keras' default (Glorot) the variance halves at every layer, so the untrained net outputs
@@ -31,15 +32,12 @@ def _max_pool(x: Any, name: str) -> Any:
 
     Every map of a 224 input is at least 13x13, so the switch only lets small inputs (down to 7x7) build.
     """
-    from edgecnn.keras_env import keras
 
     padding = "valid" if min(x.shape[1], x.shape[2]) >= 3 else "same"
     return keras.layers.MaxPooling2D(3, strides=2, padding=padding, name=name)(x)
 
 
 def _alexnet(x: Any, num_classes: int, width: float, dropout: float, activation: str) -> Any:
-    from edgecnn.keras_env import keras
-
     layers = keras.layers
     x = layers.ZeroPadding2D(2, name="conv1_pad")(x)
     x = layers.Conv2D(make_divisible(64 * width), 11, strides=4, kernel_initializer=INIT, name="conv1")(x)

@@ -41,6 +41,7 @@ from typing import Any
 from edgecnn.archs.common import make_divisible
 from edgecnn.archs.registry import register
 from edgecnn.errors import EdgecnnError
+from edgecnn.keras_env import keras
 
 # (blocks per stage, channels per stage)
 ATTO = ((2, 2, 6, 2), (40, 80, 160, 320))  # timm's convnext_atto
@@ -58,7 +59,6 @@ def layer_scale_class() -> type:
     Registered as ``edgecnn>LayerScale`` for .keras loading; the module registers it on import when
     Keras is already loaded (``load_keras`` imports Keras, then every family).
     """
-    from edgecnn.keras_env import keras
 
     @keras.saving.register_keras_serializable(package="edgecnn")
     class LayerScale(keras.layers.Layer):
@@ -99,7 +99,6 @@ if "tf_keras" in sys.modules:  # a saved model is about to be loaded: make the l
 
 def _block(x: Any, dim: int, kernel_size: int, layer_scale: float, name: str) -> Any:
     """Reference block: depthwise k x k -> LayerNorm -> 1x1 x4 -> GELU -> 1x1 -> layer scale -> + input."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     shortcut = x
@@ -115,7 +114,6 @@ def _block(x: Any, dim: int, kernel_size: int, layer_scale: float, name: str) ->
 
 def _edge_block(x: Any, dim: int, kernel_size: int, name: str) -> Any:
     """Edge block: depthwise k x k -> BN -> 1x1 x4 -> ReLU6 -> 1x1 -> BN (zero scale) -> + input."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     shortcut = x
@@ -149,8 +147,6 @@ def _convnext(
     small_input: bool,
     layer_scale: float,
 ) -> Any:
-    from edgecnn.keras_env import keras
-
     layers = keras.layers
     depths, dims = _stage_config(config, width, depths)
     patch = 2 if small_input else 4
@@ -179,8 +175,6 @@ def _convnext_edge(
     small_input: bool,
     kernel_size: int,
 ) -> Any:
-    from edgecnn.keras_env import keras
-
     layers = keras.layers
     if kernel_size not in (3, 5):
         raise EdgecnnError(f"kernel_size must be 3 or 5 for the Edge TPU, got {kernel_size}")

@@ -37,6 +37,7 @@ from edgecnn.archs.mobilenet import mobilenet_v2_features
 from edgecnn.archs.registry import register
 from edgecnn.archs.unet import check_classes, check_divisible, conv_bn, segmentation_head, separable_bn, upsample
 from edgecnn.errors import EdgecnnError
+from edgecnn.keras_env import keras
 
 SKIP_STRIDES = (0, 4, 8)  # 0: no low-level skip (plain DeepLabV3)
 HEAD_WIDTH = 256  # ASPP width in the paper, scaled by alpha here like the backbone
@@ -45,7 +46,6 @@ SKIP_WIDTH = 48  # low-level projection width in DeepLabV3+, scaled by alpha
 
 def aspp_lite(x: Any, filters: int) -> Any:
     """1x1 conv branch + image-pooling branch, concatenated and projected to ``filters`` channels."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     h, w = int(x.shape[1]), int(x.shape[2])
@@ -60,7 +60,6 @@ def aspp_lite(x: Any, filters: int) -> Any:
 
 def skip_decoder(x: Any, low: Any, factor: int, filters: int, low_filters: int) -> Any:
     """DeepLabV3+ decoder: upsample ``x`` by ``factor``, concatenate the reduced low-level features, refine."""
-    from edgecnn.keras_env import keras
 
     low = conv_bn(low, low_filters, 1, "decoder_low")
     x = upsample(x, factor, "decoder_up")

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgecnn.archs.common import activation as act
 from edgecnn.archs.common import classifier
+from edgecnn.archs.layers import activation as act
 from edgecnn.archs.registry import register
 from edgecnn.errors import EdgecnnError
+from edgecnn.keras_env import keras
 
 # keras.applications' epsilon; momentum 0.9 for short runs (measured in mobilenet.py)
 BN_EPSILON = 1.001e-5
@@ -28,7 +29,6 @@ COMPRESSION = 0.5  # transition layers keep half of the channels (the "C" of Den
 
 def _bn_act(x: Any, activation: str, name: str) -> Any:
     """Pre-activation: batch norm ``<name>_bn`` then the activation."""
-    from edgecnn.keras_env import keras
 
     x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name + "_bn")(x)
     return act(activation, name + "_relu")(x)
@@ -36,7 +36,6 @@ def _bn_act(x: Any, activation: str, name: str) -> Any:
 
 def _conv_block(x: Any, growth_rate: int, activation: str, name: str) -> Any:
     """One dense layer: bottleneck to ``4 * growth_rate``, 3x3 to ``growth_rate``, concatenated to the input."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     y = _bn_act(x, activation, name + "_0")
@@ -48,7 +47,6 @@ def _conv_block(x: Any, growth_rate: int, activation: str, name: str) -> Any:
 
 def _transition(x: Any, activation: str, name: str) -> Any:
     """Halve the channels (1x1 conv) and the resolution (2x2 average pool)."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     x = _bn_act(x, activation, name)
@@ -59,7 +57,6 @@ def _transition(x: Any, activation: str, name: str) -> Any:
 
 def _imagenet_stem(x: Any, activation: str) -> Any:
     """7x7/2 convolution of 64 channels then 3x3/2 max-pool (224 -> 56), as keras.applications."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     x = layers.ZeroPadding2D(3, name="conv1_pad")(x)
@@ -80,7 +77,6 @@ def _densenet(
     activation: str,
 ) -> Any:
     """Stem -> dense blocks ``conv2..`` with transitions ``pool2..`` between -> BN-ReLU -> softmax."""
-    from edgecnn.keras_env import keras
 
     if cifar_stem:
         x = keras.layers.Conv2D(2 * growth_rate, 3, padding="same", use_bias=False, name="conv1/conv")(x)

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 from edgecnn.archs.common import classifier, make_divisible
 from edgecnn.archs.mobilenet import BN_MOMENTUM
 from edgecnn.archs.registry import register
+from edgecnn.keras_env import keras
 
 
 class Stage(NamedTuple):
@@ -95,7 +96,6 @@ def scaled_stages(width: float, depth: float) -> list[Stage]:
 
 def _mbconv(x: Any, filters: int, kernel: int, expand: int, stride: int, drop_rate: float, prefix: str) -> Any:
     """[1x1 expand -> BN -> ReLU6] -> kxk depthwise -> BN -> ReLU6 -> 1x1 project -> BN [-> drop-connect + skip]."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     in_channels = x.shape[-1]
@@ -119,7 +119,6 @@ def _mbconv(x: Any, filters: int, kernel: int, expand: int, stride: int, drop_ra
 def efficientnet_lite_features(x: Any, coefficients: Coefficients, small_input: bool = False) -> list[Any]:
     """Feature maps at strides 2, 4, 8, 16 and 32 (halved with ``small_input``): the last tensor of
     each resolution, for detection and segmentation heads."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     stages = scaled_stages(coefficients.width, coefficients.depth)

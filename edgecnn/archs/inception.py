@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgecnn.archs.common import activation as act
 from edgecnn.archs.common import classifier, make_divisible
+from edgecnn.archs.layers import activation as act
 from edgecnn.archs.registry import register
+from edgecnn.keras_env import keras
 
 BN_EPSILON = 1e-3  # torchvision's GoogLeNet
 BN_MOMENTUM = 0.9  # short runs need faster moving statistics (measured in mobilenet.py)
@@ -44,7 +45,6 @@ TABLE: list[tuple[str, int, int, int, int, int, int] | str] = [
 
 def _conv(x: Any, filters: int, kernel: int, activation: str, batch_norm: bool, name: str, stride: int = 1) -> Any:
     """Convolution ('same') -> optional batch norm -> activation, the unit every branch is built from."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     x = layers.Conv2D(
@@ -56,8 +56,6 @@ def _conv(x: Any, filters: int, kernel: int, activation: str, batch_norm: bool, 
 
 
 def _max_pool(x: Any, name: str, stride: int = 2) -> Any:
-    from edgecnn.keras_env import keras
-
     return keras.layers.MaxPooling2D(3, strides=stride, padding="same", name=name)(x)
 
 
@@ -65,7 +63,6 @@ def _inception_module(
     x: Any, channels: tuple[int, ...], width: float, activation: str, batch_norm: bool, name: str
 ) -> Any:
     """The four branches of ``inception_<name>`` concatenated; ``channels`` is one row of Table 1."""
-    from edgecnn.keras_env import keras
 
     c1, c3r, c3, c5r, c5, cp = (make_divisible(c * width) for c in channels)
     prefix = f"inception_{name}"

@@ -5,16 +5,16 @@ reloads from ``.keras`` by name and tfmot can wrap them. Each ``call`` is made o
 int8 TFLite converter fuses or quantizes well: ``x * relu6(x + 3) / 6`` becomes one HARD_SWISH op,
 squeeze-and-excite becomes MEAN -> CONV_2D -> CONV_2D -> (hard-)sigmoid -> MUL.
 
-Only the family files import this module (lazily, inside builders), so listing the architectures
-does not import TensorFlow. Keras does not import a custom layer's module when it loads a model, so
-``edgecnn.training.keras_io.load_keras`` imports this one before loading.
+Keras does not import a custom layer's module when it loads a model, so
+``edgecnn.training.keras_io.load_keras`` imports this one (through the registry) before loading.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from edgecnn.archs.common import make_divisible
+from edgecnn.archs.common import ACTIVATIONS, make_divisible
+from edgecnn.errors import EdgecnnError
 from edgecnn.keras_env import keras, tf
 
 GATES = ("hard_sigmoid", "sigmoid")
@@ -101,3 +101,24 @@ class SqueezeExcite(keras.layers.Layer):
         config = super().get_config()
         config.update(ratio=self.ratio, divisor=self.divisor, gate=self.gate, reduced_filters=self.reduced_filters)
         return config
+
+
+def activation(name: str, label: str | None = None) -> Any:
+    """A Keras layer for an activation name; ReLU6 and ReLU map fully to int8 and the Edge TPU."""
+    layers = keras.layers
+    table = {
+        "relu": lambda: layers.ReLU(name=label),
+        "relu6": lambda: layers.ReLU(6.0, name=label),
+        "tanh": lambda: layers.Activation("tanh", name=label),
+        "swish": lambda: layers.Activation("swish", name=label),
+        "hard_swish": lambda: _hard_swish(label),
+        "gelu": lambda: layers.Activation("gelu", name=label),
+    }
+    if name not in table:
+        raise EdgecnnError(f"unknown activation {name!r}; use one of: {', '.join(ACTIVATIONS)}")
+    return table[name]()
+
+
+def _hard_swish(label: str | None) -> Any:
+    """edgecnn's HardSwish layer (tf_keras has no hard_swish activation)."""
+    return HardSwish(name=label)

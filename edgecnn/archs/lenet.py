@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgecnn.archs.common import activation as act
+from edgecnn.archs.layers import activation as act
 from edgecnn.archs.registry import register
+from edgecnn.keras_env import keras
 
 
 @register(family="lenet", default_size=32, edgetpu=True)
 def lenet5(x: Any, num_classes: int, activation: str = "relu", dropout: float = 0.0) -> Any:
     """LeNet-5: conv(6,5x5) pool conv(16,5x5) pool fc120 fc84 softmax."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     x = layers.Conv2D(6, 5, name="c1")(x)

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgecnn.archs.common import activation, classifier, make_divisible
+from edgecnn.archs.common import classifier, make_divisible
+from edgecnn.archs.layers import HardSwish, SqueezeExcite, activation
 from edgecnn.archs.registry import register
+from edgecnn.keras_env import keras
 
 # keras.applications uses 0.999, tuned for ImageNet-length runs. On digits (450 steps in 10 epochs)
 # 0.999 and even 0.99 leave the moving statistics so far behind that inference-mode accuracy is
@@ -35,8 +37,6 @@ V2_STAGES = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96,
 
 
 def _inverted_residual(x: Any, expansion: int, filters: int, stride: int, block_id: int) -> Any:
-    from edgecnn.keras_env import keras
-
     layers = keras.layers
     in_channels = x.shape[-1]
     prefix = f"block_{block_id}_"
@@ -61,7 +61,6 @@ def mobilenet_v2_features(x: Any, alpha: float = 1.0, small_input: bool = False)
     """The backbone's feature maps at strides 2, 4, 8, 16 and 32 (halved with ``small_input``): the
     last tensor of each resolution, as detection (SSDLite) and segmentation (U-Net, DeepLab) heads
     tap them. Layer names are keras.applications', so ImageNet weights still load by name."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     stem_stride = 1 if small_input else 2
@@ -116,7 +115,6 @@ V1_BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512,
 
 def _depthwise_separable(x: Any, filters: int, stride: int, block_id: int) -> Any:
     """3x3 depthwise -> BN -> ReLU6 -> 1x1 pointwise -> BN -> ReLU6 (keras.applications.MobileNet names)."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=f"conv_dw_{block_id}")(x)
@@ -129,7 +127,6 @@ def _depthwise_separable(x: Any, filters: int, stride: int, block_id: int) -> An
 
 def _mobilenet_v1(x: Any, num_classes: int, alpha: float, dropout: float, small_input: bool) -> Any:
     """Channels are ``int(c * alpha)`` as in keras.applications (not rounded to multiples of 8)."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     stem_stride = 1 if small_input else 2
@@ -208,8 +205,6 @@ V3_LAST_POINT = {"small": 1024, "large": 1280}
 
 def _v3_block(x: Any, block: V3Block, filters: int, block_id: int) -> Any:
     """Inverted residual: [1x1 expand -> BN -> act] -> kxk depthwise -> BN -> act -> [SE] -> 1x1 project -> BN."""
-    from edgecnn.archs.layers import SqueezeExcite
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     kernel, expansion, _, squeeze_excite, act, stride = block
@@ -235,8 +230,6 @@ def _v3_block(x: Any, block: V3Block, filters: int, block_id: int) -> Any:
 def mobilenet_v3_features(x: Any, size: str = "small", alpha: float = 1.0, small_input: bool = False) -> list[Any]:
     """Feature maps at strides 2, 4, 8, 16 and 32 (halved with ``small_input``): the input of each
     stride-2 block, and the last map after the 1x1 conv to 6x the last width (hard-swish)."""
-    from edgecnn.archs.layers import HardSwish
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     stem_stride = 1 if small_input else 2
@@ -261,8 +254,6 @@ def _mobilenet_v3(x: Any, num_classes: int, size: str, alpha: float, dropout: fl
     they are Dense layers after a pooling layer named ``pool`` (edgecnn's head convention): same
     parameter counts, and the same int8 ops after conversion.
     """
-    from edgecnn.archs.layers import HardSwish
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     x = mobilenet_v3_features(x, size, alpha, small_input)[-1]

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgecnn.archs.common import activation as act
 from edgecnn.archs.common import classifier, make_divisible
+from edgecnn.archs.layers import activation as act
 from edgecnn.archs.registry import register
+from edgecnn.keras_env import keras
 
 # keras.applications' epsilon (so its weights give the same outputs); momentum 0.9 instead of 0.99
 # for the reason measured in mobilenet.py: short runs leave slower moving statistics far behind.
@@ -38,7 +39,6 @@ CIFAR20_STAGES = [(16, 3, 1), (32, 3, 2), (64, 3, 2)]
 
 def _conv_bn(x: Any, filters: int, kernel: int, stride: int, use_bias: bool, name: str) -> Any:
     """Convolution ('same' padding) followed by batch norm; ``name`` is the prefix of both layers."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=use_bias, name=name + "_conv")(x)
@@ -54,7 +54,6 @@ def _shortcut(x: Any, filters: int, stride: int, use_bias: bool, name: str) -> A
 
 def _basic_block(x: Any, filters: int, stride: int, activation: str, use_bias: bool, name: str) -> Any:
     """Two 3x3 convolutions (ResNet-18/34), the first one strided."""
-    from edgecnn.keras_env import keras
 
     shortcut = _shortcut(x, filters, stride, use_bias, name)
     x = _conv_bn(x, filters, 3, stride, use_bias, name + "_1")
@@ -66,7 +65,6 @@ def _basic_block(x: Any, filters: int, stride: int, activation: str, use_bias: b
 
 def _bottleneck_block(x: Any, filters: int, stride: int, activation: str, use_bias: bool, name: str) -> Any:
     """1x1 reduce (strided) -> 3x3 -> 1x1 expand to ``4 * filters`` (ResNet-50, keras.applications layout)."""
-    from edgecnn.keras_env import keras
 
     shortcut = _shortcut(x, 4 * filters, stride, use_bias, name)
     x = _conv_bn(x, filters, 1, stride, use_bias, name + "_1")
@@ -80,7 +78,6 @@ def _bottleneck_block(x: Any, filters: int, stride: int, activation: str, use_bi
 
 def _imagenet_stem(x: Any, filters: int, activation: str, use_bias: bool) -> Any:
     """7x7/2 convolution then 3x3/2 max-pool, with the paper's symmetric padding (224 -> 56)."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     x = layers.ZeroPadding2D(3, name="conv1_pad")(x)

@@ -32,6 +32,7 @@ from edgecnn.archs.mobilenet import BN_MOMENTUM, mobilenet_v2_features, mobilene
 from edgecnn.archs.registry import Built, register
 from edgecnn.detection.anchors import anchor_config, anchors_per_cell
 from edgecnn.errors import EdgecnnError
+from edgecnn.keras_env import keras
 
 # Output channels of the extra layers, in order (the TF Object Detection API's SSDLite MobileNet v2
 # feature map layout [512, 256, 256, 128]; further levels, at larger inputs, keep 128)
@@ -43,7 +44,6 @@ PRIOR_PROBABILITY = 0.01
 
 def _conv_bn(x: Any, filters: int, name: str) -> Any:
     """1x1 conv -> BN -> ReLU6."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     x = layers.Conv2D(filters, 1, use_bias=False, name=name)(x)
@@ -53,7 +53,6 @@ def _conv_bn(x: Any, filters: int, name: str) -> Any:
 
 def _depthwise_bn(x: Any, stride: int, name: str) -> Any:
     """3x3 depthwise -> BN -> ReLU6."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False, name=name)(x)
@@ -72,7 +71,6 @@ def _extra_layer(x: Any, depth: int, index: int) -> Any:
 def _predictor(x: Any, per_anchor: int, anchors: int, name: str, bias: float = 0.0) -> Any:
     """SSDLite head: 3x3 depthwise -> BN -> ReLU6 -> 1x1 conv to anchors * per_anchor, reshaped to
     (batch, fh * fw * anchors, per_anchor): row-major cells, then anchors, as the anchor generator."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     h, w = int(x.shape[1]), int(x.shape[2])
@@ -89,7 +87,6 @@ def _predictor(x: Any, per_anchor: int, anchors: int, name: str, bias: float = 0
 
 def _ssdlite(taps: list[Any], num_classes: int, alpha: float) -> Built:
     """Extra layers below the last tap down to 1x1, two heads per level, the anchor config of the levels."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     if num_classes < 1:

@@ -35,6 +35,7 @@ from edgecnn.archs.common import make_divisible
 from edgecnn.archs.mobilenet import BN_MOMENTUM, mobilenet_v2_features
 from edgecnn.archs.registry import register
 from edgecnn.errors import EdgecnnError
+from edgecnn.keras_env import keras
 
 LOGITS = "logits"  # the layer that computes the per-pixel class scores
 PREDICTIONS = "predictions"  # the softmax over them
@@ -60,7 +61,6 @@ def check_divisible(x: Any, multiple: int, arch: str) -> None:
 # ------------------------------------------------------------------------------------------- blocks
 def conv_bn(x: Any, filters: int, kernel: int, name: str) -> Any:
     """Conv (no bias: BatchNorm has one) -> BatchNorm -> ReLU6."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     x = layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=name)(x)
@@ -70,7 +70,6 @@ def conv_bn(x: Any, filters: int, kernel: int, name: str) -> Any:
 
 def separable_bn(x: Any, filters: int, name: str) -> Any:
     """3x3 depthwise -> BN -> ReLU6 -> 1x1 pointwise -> BN -> ReLU6: a 3x3 conv at a ninth of the MACs."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"{name}_dw")(x)
@@ -81,14 +80,12 @@ def separable_bn(x: Any, filters: int, name: str) -> Any:
 
 def upsample(x: Any, factor: int | tuple[int, int], name: str, interpolation: str = "bilinear") -> Any:
     """Enlarge by an integer factor with UpSampling2D: one RESIZE_BILINEAR (or _NEAREST_NEIGHBOR) op."""
-    from edgecnn.keras_env import keras
 
     return keras.layers.UpSampling2D(factor, interpolation=interpolation, name=name)(x)
 
 
 def up_and_concat(x: Any, skip: Any, name: str) -> Any:
     """Double the resolution and concatenate the encoder's features of that resolution."""
-    from edgecnn.keras_env import keras
 
     x = upsample(x, 2, f"{name}_up")
     return keras.layers.Concatenate(name=f"{name}_concat")([x, skip])
@@ -97,7 +94,6 @@ def up_and_concat(x: Any, skip: Any, name: str) -> Any:
 def segmentation_head(x: Any, num_classes: int, scale: int = 1) -> Any:
     """1x1 conv to class scores ("logits"), bilinear upsampling by ``scale`` when the features are
     coarser than the input (cheap: ``num_classes`` channels), then the per-pixel softmax ("predictions")."""
-    from edgecnn.keras_env import keras
 
     logits = keras.layers.Conv2D(num_classes, 1, name=LOGITS)(x)
     if scale > 1:
@@ -108,7 +104,6 @@ def segmentation_head(x: Any, num_classes: int, scale: int = 1) -> Any:
 # ------------------------------------------------------------------------------------------ builders
 def _unet(x: Any, num_classes: int, width: int, depth: int) -> Any:
     """Classic U-Net: ``depth`` levels of two 3x3 convs + 2x2 max-pool, a bottleneck, a mirrored decoder."""
-    from edgecnn.keras_env import keras
 
     check_classes(num_classes)
     if width < 1:

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgecnn.archs.common import activation as act
 from edgecnn.archs.common import make_divisible
+from edgecnn.archs.layers import activation as act
 from edgecnn.archs.registry import register
+from edgecnn.keras_env import keras
 
 BN_MOMENTUM = 0.9  # short runs need faster moving statistics (measured in mobilenet.py)
 
@@ -38,7 +39,6 @@ CONFIGS = {
 
 def _conv_stack(x: Any, config: str, width: float, activation: str, batch_norm: bool) -> Any:
     """The five convolution blocks ``block1..block5``, each ending in a 2x2 max-pool."""
-    from edgecnn.keras_env import keras
 
     layers = keras.layers
     for block, (filters, convs) in enumerate(CONFIGS[config], start=1):
@@ -62,7 +62,6 @@ def _conv_stack(x: Any, config: str, width: float, activation: str, batch_norm: 
 
 def _dense(x: Any, units: int, activation: str, dropout: float, name: str) -> Any:
     """Hidden dense layer ``name`` -> activation -> dropout."""
-    from edgecnn.keras_env import keras
 
     x = keras.layers.Dense(units, kernel_initializer=INIT, name=name)(x)
     x = act(activation, name + "_act")(x)
@@ -73,7 +72,6 @@ def _dense(x: Any, units: int, activation: str, dropout: float, name: str) -> An
 
 def _vgg(x: Any, num_classes: int, config: str, width: float, dropout: float, activation: str, batch_norm: bool) -> Any:
     """Paper head: flatten -> fc1 4096 -> fc2 4096 -> softmax (dropout after each hidden layer)."""
-    from edgecnn.keras_env import keras
 
     x = _conv_stack(x, config, width, activation, batch_norm)
     x = keras.layers.Flatten(name="flatten")(x)
@@ -86,7 +84,6 @@ def _vgg_small(
     x: Any, num_classes: int, config: str, width: float, dropout: float, activation: str, batch_norm: bool
 ) -> Any:
     """Small-input head: global average pool -> fc1 512 -> softmax."""
-    from edgecnn.keras_env import keras
 
     x = _conv_stack(x, config, width, activation, batch_norm)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)

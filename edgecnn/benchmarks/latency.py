@@ -103,8 +103,6 @@ def benchmark_model(
     runs: int | None = 100,
     seconds: float | None = None,
 ) -> BenchmarkResult:
-    if threads is not None and threads < 1:
-        raise EdgecnnError(f"--threads must be 1 or more, got {threads}")
     if runs is not None and runs < 1:
         raise EdgecnnError(f"--runs must be 1 or more, got {runs}")
     reset_peak_rss()

@@ -5,14 +5,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from edgecnn.data.folder import list_images, read_image
+from edgecnn.data.images import list_images, load_image
+from edgecnn.data.registry import builtins, model_split
 from edgecnn.errors import EdgecnnError
 from edgecnn.metadata import ModelInfo
-from edgecnn.tasks import get_task
 
 RANDOM = "random"
 
@@ -41,18 +40,13 @@ def calibration_images(
         )
         images = rng.integers(0, 256, (samples, h, w, info.channels), dtype=np.uint8)
         source = "random noise"
-    elif spec in get_task(info.task).builtins:
-        split = get_task(info.task).load(spec, h, info.channels, **_split_args(info))
-        images, source = split.train.x, f"{spec} (train split)"
+    elif spec in builtins(info.task):
+        images, source = model_split(info, spec).train.x, f"{spec} (train split)"
     else:
         images, source = _folder_images(Path(spec), info, samples, rng)
     if len(images) > samples:
         images = images[np.sort(rng.choice(len(images), samples, replace=False))]
     return images, f"{len(images)} images from {source}"
-
-
-def _split_args(info: ModelInfo) -> dict[str, Any]:
-    return {"seed": info.data.get("seed", 0), "val_fraction": info.data.get("val_fraction", 0.2)}
 
 
 def _folder_images(folder: Path, info: ModelInfo, samples: int, rng: np.random.Generator) -> tuple[np.ndarray, str]:
@@ -63,7 +57,7 @@ def _folder_images(folder: Path, info: ModelInfo, samples: int, rng: np.random.G
     paths = list_images(folder)
     if len(paths) > samples:
         paths = [paths[i] for i in np.sort(rng.choice(len(paths), samples, replace=False))]
-    images = [im for im in (read_image(p, info.input_size[0], info.pixel_format) for p in paths) if im is not None]
+    images = [im for im in (load_image(p, info.input_size[0], info.pixel_format) for p in paths) if im is not None]
     if not images:
         raise EdgecnnError(
             f"no readable images in calibration folder {folder}; add .jpg/.png images of the deployment scenes"

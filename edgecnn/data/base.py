@@ -1,10 +1,11 @@
-"""Dataset containers, the seeded split, and the name -> loader table for classification data."""
+"""The task containers (images with labels, boxes or masks), one train/validation :class:`Split`, and the
+seeded splits: everything below the loaders and above nothing.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -24,14 +25,80 @@ class ImageData:
     def __len__(self) -> int:
         return len(self.y)
 
+    def split_indices(self, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Stratified by class: every class keeps its share in both halves."""
+        return stratified_split(self.y, val_fraction, seed)
+
     def subset(self, index: np.ndarray) -> ImageData:
+        index = positions(index)
         return ImageData(self.x[index], self.y[index], self.labels, self.pixel_format)
 
 
 @dataclass
+class DetectionData:
+    """Images as uint8 (N, S, S, C) in ``pixel_format`` ('rgb' or 'gray'), with per-image boxes and class ids.
+
+    ``boxes[i]`` is (K_i, 4) float32 ``[ymin, xmin, ymax, xmax]`` in 0..1 and ``classes[i]`` (K_i,) int32
+    indices into ``labels`` (no background class); K_i may be 0 (a negative image).
+    """
+
+    x: np.ndarray
+    boxes: list[np.ndarray]
+    classes: list[np.ndarray]
+    labels: list[str]
+    pixel_format: str = "rgb"
+    skipped: list[str] = field(default_factory=list)  # annotations/images not used (or clipped): "file:line: why"
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def split_indices(self, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        return random_split(len(self), val_fraction, seed)
+
+    def subset(self, index: np.ndarray) -> DetectionData:
+        """The images at ``index`` (integer positions), copied; ``skipped`` stays with the whole set."""
+        index = positions(index)
+        boxes, classes = [self.boxes[i] for i in index], [self.classes[i] for i in index]
+        return DetectionData(self.x[index], boxes, classes, self.labels, self.pixel_format)
+
+
+@dataclass
+class SegmentationData:
+    """Images as uint8 (N, S, S, C) in ``pixel_format`` and masks (N, S, S) uint8 of indices into ``labels``.
+
+    ``labels[0]`` is the background class; mask value 255 marks pixels to ignore.
+    """
+
+    x: np.ndarray
+    masks: np.ndarray
+    labels: list[str]
+    pixel_format: str = "rgb"
+    skipped: list[str] = field(default_factory=list)  # images/masks not used: "file: why; fix"
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def split_indices(self, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        return random_split(len(self), val_fraction, seed)
+
+    def subset(self, index: np.ndarray) -> SegmentationData:
+        """The images at ``index`` (integer positions), copied; ``skipped`` stays with the whole set."""
+        index = positions(index)
+        return SegmentationData(self.x[index], self.masks[index], self.labels, self.pixel_format)
+
+
+@dataclass
 class Split:
-    train: ImageData
-    val: ImageData
+    """A dataset split in two; ``train.skipped`` lists what the loader did not use (with why)."""
+
+    train: Any  # ImageData | DetectionData | SegmentationData
+    val: Any
+
+
+def positions(index: np.ndarray) -> np.ndarray:
+    """Integer positions from an integer or boolean index array."""
+    index = np.asarray(index)
+    return np.flatnonzero(index) if index.dtype == bool else index.astype(np.int64).reshape(-1)
 
 
 def check_val_fraction(val_fraction: float) -> None:
@@ -58,41 +125,15 @@ def stratified_split(y: np.ndarray, val_fraction: float, seed: int) -> tuple[np.
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
-# name -> loader(img_size, channels) for built-in datasets; folders are handled by data.folder
-Loader = Callable[[int, "int | None"], ImageData]
-BUILTIN: dict[str, Loader] = {}
+def random_split(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded permutation -> sorted (train, val) positions; the same on any machine for the same arguments.
 
-
-def register_dataset(name: str) -> Callable[[Loader], Loader]:
-    def wrap(fn: Loader) -> Loader:
-        BUILTIN[name] = fn
-        return fn
-
-    return wrap
-
-
-def load_images(spec: str, img_size: int, channels: int | None = None) -> ImageData:
-    """A built-in dataset by name, else a folder with one subfolder per class."""
-    from edgecnn.data import digits, folder  # noqa: F401  (registers the built-ins)
-
-    if spec in BUILTIN:
-        return BUILTIN[spec](img_size, channels)
-    path = Path(spec)
-    if not path.exists():
-        raise EdgecnnError(
-            f"dataset not found: {spec!r}; use a built-in name ({', '.join(sorted(BUILTIN))}) "
-            "or a folder with one subfolder of images per class"
-        )
-    return folder.load_folder(path, img_size, channels)
-
-
-def load_classification(
-    spec: str, img_size: int, channels: int | None = None, seed: int = 0, val_fraction: float = 0.2
-) -> Split:
-    if img_size < 8:
-        raise EdgecnnError(f"--img must be 8 or more pixels, got {img_size}")
-    data = load_images(spec, img_size, channels)
-    train_idx, val_idx = stratified_split(data.y, val_fraction, seed)
-    split = Split(data.subset(train_idx), data.subset(val_idx))
-    split.train.skipped = data.skipped
-    return split
+    Detection and segmentation images have no single class to stratify on, so this is a plain
+    shuffle; each side gets at least one image.
+    """
+    check_val_fraction(val_fraction)
+    if n < 2:
+        raise EdgecnnError(f"the dataset has {n} usable image(s); add at least 2 to split into train and validation")
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = min(max(int(round(n * val_fraction)), 1), n - 1)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.data.detection import DetectionData, read_image, resize_image, stack_images, warn_skipped
+from edgecnn.data.base import DetectionData
+from edgecnn.data.images import read_image, resize_image, stack_images, warn_skipped
 from edgecnn.errors import EdgecnnError
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")

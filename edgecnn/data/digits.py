@@ -8,12 +8,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edgecnn.data.base import ImageData, register_dataset
+from edgecnn.data.base import ImageData
 from edgecnn.errors import EdgecnnError
 
 
-@register_dataset("digits")
-def load_digits(img_size: int, channels: int | None = None) -> ImageData:
+def load_digits(img_size: int) -> ImageData:
+    """Gray (N, S, S, 1) digits; :func:`~edgecnn.data.registry.load_data` converts to RGB when asked."""
     try:
         from sklearn.datasets import load_digits as sk_load_digits
     except ImportError as exc:
@@ -21,8 +21,4 @@ def load_digits(img_size: int, channels: int | None = None) -> ImageData:
     bunch = sk_load_digits()
     small = (bunch.images * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)  # 0..16 ink -> 0..255
     x = np.stack([cv2.resize(im, (img_size, img_size), interpolation=cv2.INTER_LINEAR) for im in small])
-    x = x[..., None]
-    pixel_format = "gray"
-    if channels == 3:
-        x, pixel_format = np.repeat(x, 3, axis=-1), "rgb"
-    return ImageData(x, bunch.target.astype(np.int64), [str(d) for d in range(10)], pixel_format)
+    return ImageData(x[..., None], bunch.target.astype(np.int64), [str(d) for d in range(10)], "gray")

@@ -5,26 +5,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edgecnn.data.base import ImageData
+from edgecnn.data.images import list_images, load_image
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtime.image import to_model_pixels
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-
-
-def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
-def read_image(path: Path, img_size: int, pixel_format: str) -> np.ndarray | None:
-    """Read and resize one image; None when OpenCV cannot decode it."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        return None
-    return to_model_pixels(image, (img_size, img_size), pixel_format, src="bgr")
 
 
 def load_folder(folder: Path, img_size: int, channels: int | None = None) -> ImageData:
@@ -37,7 +22,7 @@ def load_folder(folder: Path, img_size: int, channels: int | None = None) -> Ima
     xs, ys, skipped = [], [], []
     for label, name in enumerate(classes):
         for path in list_images(folder / name):
-            image = read_image(path, img_size, pixel_format)
+            image = load_image(path, img_size, pixel_format)
             if image is None:
                 skipped.append(str(path))
                 continue

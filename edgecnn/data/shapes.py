@@ -23,8 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edgecnn.data.detection import DetectionData
-from edgecnn.data.segmentation import SegmentationData
+from edgecnn.data.base import DetectionData, SegmentationData
 from edgecnn.errors import EdgecnnError
 
 CLASSES = ["circle", "square", "triangle"]

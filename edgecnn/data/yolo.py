@@ -13,15 +13,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from edgecnn.data.detection import (
-    DetectionData,
-    list_images,
-    read_image,
-    resize_image,
-    sorted_files,
-    stack_images,
-    warn_skipped,
-)
+from edgecnn.data.base import DetectionData
+from edgecnn.data.images import images_by_stem, read_image, resize_image, sorted_files, stack_images, warn_skipped
 from edgecnn.errors import EdgecnnError
 
 EDGE_TOLERANCE = 1e-3  # normalized coordinates this far outside 0..1 are rounding, not a bad box
@@ -113,7 +106,7 @@ def _read_labels(
 def load_yolo(folder: Path, img_size: int, channels: int | None) -> DetectionData:
     """A YOLO-txt dataset; images without a label file are negatives (no objects)."""
     labels, names_file = class_names(folder)
-    images = list_images(folder / "images")
+    images = images_by_stem(folder / "images")
     label_files = {
         p.relative_to(folder / "labels").with_suffix("").as_posix(): p
         for p in sorted_files(folder / "labels", "*.txt")

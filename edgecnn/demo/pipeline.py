@@ -20,14 +20,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgecnn.demo.overlay import draw_classes, draw_detections, draw_hud, draw_segmentation
+from edgecnn.demo.overlay import draw_hud
 from edgecnn.demo.sources import Source
-from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import atomic_path
-from edgecnn.runtime.classify import classify
-from edgecnn.runtime.detect import detect
 from edgecnn.runtime.interpreter import TFLiteModel
-from edgecnn.runtime.segment import segment
+from edgecnn.tasks import Task, get_task
 
 _STOP = object()
 
@@ -57,20 +54,14 @@ class DemoStats:
 
 
 @dataclass(frozen=True)
-class DemoOptions:
+class LoopOptions:
+    """How the loop runs and what it draws (the ``demo`` command's settings past the model and source)."""
+
+    save: str | Path | None = None  # write the annotated video here
+    display: bool = True  # a window; False on headless boards
+    max_frames: int | None = None
     top_k: int = 3  # classify: classes shown
     threshold: float = 0.4  # detect: lowest score drawn
-
-
-Run = Callable[[TFLiteModel, np.ndarray, DemoOptions], Any]
-Draw = Callable[[np.ndarray, Any], np.ndarray]
-
-# task -> (run the model on a frame through its runtime adapter, draw the result on the frame)
-TASKS: dict[str, tuple[Run, Draw]] = {
-    "classify": (lambda model, frame, o: classify(model, frame, o.top_k), draw_classes),
-    "detect": (lambda model, frame, o: detect(model, frame, o.threshold), draw_detections),
-    "segment": (lambda model, frame, o: segment(model, frame), draw_segmentation),
-}
 
 
 def _put_latest(q: queue.Queue, item: Any) -> None:
@@ -105,15 +96,14 @@ def _capture(source: Source, out: queue.Queue, stop: threading.Event, max_frames
 
 
 def _infer(
-    model: TFLiteModel, task: str, options: DemoOptions, inq: queue.Queue, out: queue.Queue, stop: threading.Event
+    model: TFLiteModel, task: Task, options: LoopOptions, inq: queue.Queue, out: queue.Queue, stop: threading.Event
 ) -> None:
-    run = TASKS[task][0]
     while not stop.is_set():
         frame = inq.get()
         if frame is _STOP:
             break
         start = time.perf_counter()
-        result = run(model, frame, options)
+        result = task.infer(model, frame, options.top_k, options.threshold)
         out.put((frame, result, (time.perf_counter() - start) * 1e3))
     out.put(_STOP)
 
@@ -121,18 +111,14 @@ def _infer(
 def run_demo(
     model: TFLiteModel,
     source: Source,
-    task: str = "classify",
-    save: str | Path | None = None,
-    display: bool = True,
-    max_frames: int | None = None,
-    top_k: int = 3,
+    task: Task | None = None,
+    options: LoopOptions = LoopOptions(),
     on_frame: Callable[[np.ndarray, Any], None] | None = None,
-    threshold: float = 0.4,
 ) -> DemoStats:
-    """Run until the source ends, ``max_frames``, q/ESC in the window, or Ctrl-C; returns the stats."""
-    if task not in TASKS:
-        raise EdgecnnError(f"the demo has no view for task {task!r}; it shows: {', '.join(TASKS)}")
-    options = DemoOptions(top_k, threshold)
+    """Run until the source ends, ``max_frames``, q/ESC in the window, or Ctrl-C; returns the stats.
+    ``task`` defaults to the model's own (its metadata)."""
+    task = task or get_task(model.info.task if model.info else None)
+    save, display, max_frames = options.save, options.display, options.max_frames
     stop = threading.Event()
     frames_q: queue.Queue = queue.Queue(maxsize=2)
     results_q: queue.Queue = queue.Queue(maxsize=2)
@@ -140,7 +126,6 @@ def run_demo(
         threading.Thread(target=_capture, args=(source, frames_q, stop, max_frames), daemon=True),
         threading.Thread(target=_infer, args=(model, task, options, frames_q, results_q, stop), daemon=True),
     ]
-    draw = TASKS[task][1]
     stats = DemoStats()
     writer: cv2.VideoWriter | None = None
     saving = atomic_path(save) if save else None
@@ -162,7 +147,7 @@ def run_demo(
             stats.frames += 1
             stats.inference_ms.append(infer_ms)
             stats.last = result
-            frame = draw_hud(draw(frame, result), fps, infer_ms)
+            frame = draw_hud(task.draw(frame, result), fps, infer_ms)
             if on_frame:
                 on_frame(frame, result)
             if tmp_path is not None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgecnn.data.folder import IMAGE_SUFFIXES, list_images
+from edgecnn.data.images import IMAGE_SUFFIXES, list_images
 from edgecnn.errors import EdgecnnError
 
 

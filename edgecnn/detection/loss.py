@@ -28,6 +28,8 @@ import numpy as np
 
 from edgecnn.detection.targets import IGNORE, assign
 from edgecnn.errors import EdgecnnError
+from edgecnn.keras_env import keras, tf
+from edgecnn.training.fit import learning_rate
 
 FOCAL_ALPHA = 0.25
 FOCAL_GAMMA = 2.0
@@ -50,14 +52,11 @@ def _logits_of(probabilities: Any) -> Any | None:
 
 
 def _positives(count: Any, dtype: Any) -> Any:
-    from edgecnn.keras_env import tf
-
     return tf.maximum(tf.cast(count, dtype), 1.0)
 
 
 def focal_loss(class_targets: Any, class_scores: Any, alpha: float = FOCAL_ALPHA, gamma: float = FOCAL_GAMMA) -> Any:
     """(B,) per-image focal loss sums, divided by the batch's positive count: summing them gives the loss."""
-    from edgecnn.keras_env import tf
 
     scores = class_scores
     codes = tf.cast(tf.reshape(class_targets, tf.shape(scores)[:-1]), tf.int32)
@@ -78,7 +77,6 @@ def focal_loss(class_targets: Any, class_scores: Any, alpha: float = FOCAL_ALPHA
 
 def box_loss(box_targets: Any, box_encodings: Any, delta: float = HUBER_DELTA) -> Any:
     """(B,) per-image Huber sums over positive anchors, divided by the batch's positive count."""
-    from edgecnn.keras_env import tf
 
     box_targets = tf.cast(box_targets, box_encodings.dtype)
     weight = box_targets[..., 4]
@@ -93,7 +91,6 @@ def detection_losses() -> list[Any]:
     (box_encodings, class_scores). A list, not a dict by output name: quantization-aware training renames
     the outputs (quant_box_encodings, ...). Keras Loss objects with SUM reduction (each per-image value is
     already divided by the batch's positive count)."""
-    from edgecnn.keras_env import keras
 
     class _Loss(keras.losses.Loss):
         """A per-image loss function summed over the batch; Keras' own wrapper would squeeze a
@@ -111,8 +108,6 @@ def detection_losses() -> list[Any]:
 
 def compile_detector(model: Any, lr: float, total_steps: int | None) -> None:
     """Adam at :func:`~edgecnn.training.fit.learning_rate` and the detection loss pair."""
-    from edgecnn.keras_env import keras
-    from edgecnn.training.fit import learning_rate
 
     schedule = learning_rate(lr, total_steps)
     # global_clipnorm: early focal-loss steps on a fresh head can spike; clipping keeps BN statistics sane
@@ -163,7 +158,6 @@ def make_dataset(
     jitter (targets unchanged), from a stream seeded by ``seed`` that changes every epoch.
     ``shuffle``: reshuffle each epoch (seeded); off for validation.
     """
-    from edgecnn.keras_env import tf
 
     if len(images) != len(boxes) or len(images) != len(classes):
         raise EdgecnnError(
@@ -190,14 +184,11 @@ def make_dataset(
 
 
 def _as_example(image: Any, box_y: Any, class_y: Any) -> tuple[Any, tuple[Any, Any]]:
-    from edgecnn.keras_env import tf
-
     return tf.cast(image, tf.float32), (box_y, class_y)
 
 
 def _augmenter(seed: int) -> Any:
     """The map function of an augmented pipeline: ((image, targets, mirror targets), random int64) -> example."""
-    from edgecnn.keras_env import tf
 
     def augment(columns: tuple[Any, ...], noise: Any) -> tuple[Any, tuple[Any, Any]]:
         image, box_y, class_y, flip_box_y, flip_class_y = columns

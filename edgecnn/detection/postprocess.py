@@ -34,12 +34,13 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.convert.tflite import Graph, variables_only
 from edgecnn.detection.anchors import generate_anchors
+from edgecnn.detection.nms import DEFAULT_NMS, NmsSettings
 from edgecnn.errors import EdgecnnError
-
-OP_NAME = "TFLite_Detection_PostProcess"
-# signature output name -> the op's output, as the TF2 Object Detection API exporter lays them out
-SIGNATURE_OUTPUTS = {"output_0": "count", "output_1": "scores", "output_2": "classes", "output_3": "boxes"}
+from edgecnn.keras_env import tf
+from edgecnn.runtime.detect import POSTPROCESS_OP as OP_NAME
+from edgecnn.runtime.detect import SIGNATURE_ROLES
 
 
 def plain(value: Any) -> Any:
@@ -57,9 +58,7 @@ def plain(value: Any) -> Any:
 def implements_signature(
     num_classes: int,
     box_scale: list[float],
-    max_detections: int,
-    score_threshold: float,
-    iou_threshold: float,
+    nms: NmsSettings = DEFAULT_NMS,
     use_regular_nms: bool = False,
     detections_per_class: int = 100,
 ) -> str:
@@ -67,12 +66,12 @@ def implements_signature(
     in protobuf text format, as the Object Detection API exporter writes it)."""
     y, x, h, w = (float(s) for s in box_scale)
     attrs = [
-        ("max_detections", f"i: {int(max_detections)}"),
+        ("max_detections", f"i: {int(nms.max_detections)}"),
         ("max_classes_per_detection", "i: 1"),
         ("detections_per_class", f"i: {int(detections_per_class)}"),
         ("use_regular_nms", f"b: {str(bool(use_regular_nms)).lower()}"),
-        ("nms_score_threshold", f"f: {float(score_threshold)!r}"),
-        ("nms_iou_threshold", f"f: {float(iou_threshold)!r}"),
+        ("nms_score_threshold", f"f: {float(nms.score_threshold)!r}"),
+        ("nms_iou_threshold", f"f: {float(nms.iou_threshold)!r}"),
         ("y_scale", f"f: {y!r}"),
         ("x_scale", f"f: {x!r}"),
         ("h_scale", f"f: {h!r}"),
@@ -82,21 +81,13 @@ def implements_signature(
     return " ".join([f'name: "{OP_NAME}"', *(f'attr {{ key: "{k}" value {{ {v} }} }}' for k, v in attrs)])
 
 
-def _check(
-    model: Any, extra: dict[str, Any], max_detections: int, score_threshold: float, iou_threshold: float
-) -> tuple[np.ndarray, list[float], int]:
+def _check(model: Any, extra: dict[str, Any]) -> tuple[np.ndarray, list[float], int]:
     """Validate the settings once; returns (anchors, box_scale, num_classes)."""
     if not isinstance(extra, dict) or "anchors" not in extra or "box_scale" not in extra:
         raise EdgecnnError(
             "the model's record has no anchors/box_scale; train it with edgecnn (a detect architecture) or "
             "pass the builder's Built.extra"
         )
-    if max_detections < 1:
-        raise EdgecnnError(f"max_detections must be 1 or more, got {max_detections}")
-    if not 0.0 < iou_threshold <= 1.0:
-        raise EdgecnnError(f"the NMS IoU threshold must be in (0, 1], got {iou_threshold}")
-    if not 0.0 <= score_threshold <= 1.0:
-        raise EdgecnnError(f"the score threshold must be in [0, 1], got {score_threshold}")
     anchors = generate_anchors(extra["anchors"])
     shapes = [tuple(s) for s in model.output_shape] if isinstance(model.output_shape, list) else []
     if len(shapes) != 2 or shapes[0][1:] != (len(anchors), 4) or shapes[1][1] != len(anchors):
@@ -107,19 +98,11 @@ def _check(
     return anchors, [float(s) for s in extra["box_scale"]], int(shapes[1][2])
 
 
-def detection_function(
-    model: Any,
-    extra: dict[str, Any],
-    max_detections: int = 25,
-    score_threshold: float = 0.05,
-    iou_threshold: float = 0.5,
-) -> Any:
+def detection_function(model: Any, extra: dict[str, Any], nms: NmsSettings = DEFAULT_NMS) -> Any:
     """A concrete function (1, H, W, C) float pixels -> the postprocess op's four outputs, for the converter."""
-    from edgecnn.keras_env import tf
-
     extra = plain(extra)
-    anchor_rows, box_scale, num_classes = _check(model, extra, max_detections, score_threshold, iou_threshold)
-    signature = implements_signature(num_classes, box_scale, max_detections, score_threshold, iou_threshold)
+    anchor_rows, box_scale, num_classes = _check(model, extra)
+    signature = implements_signature(num_classes, box_scale, nms)
 
     @tf.function(experimental_implements=signature)
     def postprocess(box_encodings: Any, class_predictions: Any, anchors: Any) -> tuple[Any, ...]:
@@ -135,43 +118,13 @@ def detection_function(
         with_background = tf.concat([background, class_scores], axis=-1)
         boxes, classes, scores, count = postprocess(box_encodings, with_background, anchor_tensor)
         named = {"boxes": boxes, "classes": classes, "scores": scores, "count": count}
-        return {key: named[value] for key, value in SIGNATURE_OUTPUTS.items()}
+        return {key: named[value] for key, value in SIGNATURE_ROLES.items()}
 
     spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32, name="pixels")
     return tf.function(serve).get_concrete_function(spec)
 
 
-def to_tflite_detection(
-    model: Any,
-    extra: dict[str, Any],
-    fmt_name: str,
-    io: str,
-    calib_images: np.ndarray | None,
-    max_detections: int = 25,
-    score_threshold: float = 0.05,
-    iou_threshold: float = 0.5,
-) -> bytes:
-    """Convert a detector at batch 1 with the detection postprocess op at its end (see the module doc).
-
-    ``fmt_name``/``io`` as :func:`edgecnn.convert.tflite.to_tflite`; with int8 the body is full int8 and
-    the input uint8/int8 per ``io``, while the outputs stay float32 (they come from the float op).
-    """
-    from edgecnn.convert.calibration import representative_dataset
-    from edgecnn.convert.formats import get_format
-    from edgecnn.convert.tflite import run_converter, variables_only
-    from edgecnn.keras_env import tf
-
-    fmt, io = get_format(fmt_name, io)
-    function = detection_function(model, extra, max_detections, score_threshold, iou_threshold)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], variables_only(model))
-    calib = representative_dataset(calib_images) if fmt.needs_calibration and calib_images is not None else None
-    if fmt.needs_calibration and calib is None:
-        raise EdgecnnError(f"{fmt_name} needs calibration images; pass --calib DIR (real images of the scenes)")
-    fmt.configure(converter, io, calib)
-    converter.allow_custom_ops = True  # the postprocess op is a custom op (every TFLite runtime registers it)
-    if fmt.needs_calibration:
-        # The int8 op set stays strict (an op that cannot be quantized fails the conversion instead of
-        # staying float); the converter still puts DEQUANTIZE in front of the float postprocess op. Its
-        # outputs must stay float32: a uint8/int8 output type would quantize boxes, scores and count.
-        converter.inference_output_type = tf.float32
-    return run_converter(converter, fmt_name)
+def detection_graph(model: Any, extra: dict[str, Any], nms: NmsSettings = DEFAULT_NMS) -> Graph:
+    """The detector's deployable graph: the postprocess op at its end, a custom op with float32 outputs
+    (with int8 the body is full int8 and the input uint8/int8 as ``io`` says)."""
+    return Graph(detection_function(model, extra, nms), variables_only(model), custom_ops=True, float_outputs=True)

@@ -7,7 +7,7 @@
   installed and parse its log, else give the exact commands to compile it elsewhere.
 """
 
-from edgecnn.edgetpu.check import CheckReport, OpCheck, check_keras, check_model, check_tflite, format_check
+from edgecnn.edgetpu.check import CheckReport, OpCheck, check_keras, check_tflite, format_check
 from edgecnn.edgetpu.compiler import (
     CompileResult,
     CompilerInfo,
@@ -27,7 +27,6 @@ __all__ = [
     "EdgeTpuConvertReport",
     "OpCheck",
     "check_keras",
-    "check_model",
     "check_tflite",
     "compile_instructions",
     "convert_for_edgetpu",

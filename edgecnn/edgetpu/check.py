@@ -35,13 +35,13 @@ from edgecnn.edgetpu.ops import (
     substitute_for,
 )
 from edgecnn.edgetpu.tflite_graph import Operator, Tensor, TFLiteGraph, read_graph
+from edgecnn.runtime.detect import POSTPROCESS_OP as DETECTION_POSTPROCESS
 
 SRAM_BYTES = 8 * 1024 * 1024  # "roughly 8 MB of SRAM" for parameter caching (Coral compiler docs)
 QUANTIZED_TYPES = ("INT8", "UINT8")
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"  # what edgetpu_compiler puts in place of the mapped ops
 # The detection tail: decoding + NMS run on the CPU by design, after the mapped graph, exactly as in
 # Coral's own SSD models; the DEQUANTIZE ops that feed it go with it.
-DETECTION_POSTPROCESS = "TFLite_Detection_PostProcess"
 IO_NOTE = "an input/output conversion: it stays on the CPU without splitting the Edge TPU graph"
 TAIL_NOTE = "the detection postprocess (decode + NMS) runs on the CPU after the Edge TPU graph, as in Coral's SSDs"
 
@@ -124,6 +124,7 @@ class CheckReport:
         out = dataclasses.asdict(self)
         out.update(
             mapped=self.mapped,
+            counted=self.counted,
             on_cpu=self.on_cpu,
             fully_mapped=self.fully_mapped,
             after_fallback=self.after_fallback,
@@ -548,6 +549,8 @@ def _keras_problems(model: Any) -> list[str]:
 
 def _keras_param_bytes(model: Any) -> int:
     """Kernels at 1 byte per weight, biases at 4 (int32); BatchNorm and other vectors fold into them."""
+    # Biases by identity, from the layers that own them (nested models included), not by variable name.
+    biases = {id(layer.bias) for layer in model.submodules if getattr(layer, "bias", None) is not None}
     total = 0
     for weight in model.weights:
         shape = [int(d) for d in weight.shape]
@@ -556,7 +559,7 @@ def _keras_param_bytes(model: Any) -> int:
             size *= d
         if len(shape) >= 2:
             total += size
-        elif weight.name.split("/")[-1].startswith("bias"):
+        elif id(weight) in biases:
             total += 4 * size
     return total
 
@@ -617,60 +620,3 @@ def format_check(report: CheckReport) -> str:
     )
     lines.append(f"  rules: {DOC_URL}")
     return "\n".join(lines)
-
-
-# -------------------------------------------------------------------------------------- CLI
-def add_check_arguments(parser: Any) -> None:
-    """Arguments of ``edgecnn check MODEL --edgetpu [--json]`` (added to the CLI's subparser)."""
-    parser.add_argument("model", help="a .tflite model, a .keras model or run folder, or an architecture name")
-    parser.add_argument("--edgetpu", action="store_true", help="check that every op maps to the Coral Edge TPU")
-    parser.add_argument(
-        "--runtime",
-        type=int,
-        default=DEFAULT_RUNTIME,
-        help=f"Edge TPU runtime version to check for (default {DEFAULT_RUNTIME}, the last public release)",
-    )
-    parser.add_argument("--img", type=int, help="input size when MODEL is an architecture name (default: its own)")
-    parser.add_argument("--channels", type=int, choices=(1, 3), default=3, help="for an architecture name")
-    parser.add_argument("--classes", type=int, default=1000, help="for an architecture name")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-
-
-def run_check(args: Any) -> int:
-    """Run ``edgecnn check``: 0 when everything maps to the Edge TPU, 1 when some ops run on the CPU."""
-    import json
-
-    from edgecnn.errors import EdgecnnError
-
-    if not args.edgetpu:
-        raise EdgecnnError("nothing to check; add --edgetpu (the Coral Edge TPU check)")
-    if args.runtime < 1:
-        raise EdgecnnError(f"--runtime must be 1 or more, got {args.runtime}")
-    report = check_model(args.model, runtime=args.runtime, img=args.img, channels=args.channels, classes=args.classes)
-    print(json.dumps(report.as_dict())) if args.json else print(format_check(report))
-    return 0 if report.fully_mapped else 1
-
-
-def check_model(
-    target: str, runtime: int = DEFAULT_RUNTIME, img: int | None = None, channels: int = 3, classes: int = 1000
-) -> CheckReport:
-    """Check a .tflite (no TensorFlow), a .keras model or run folder, or an architecture built at ``img``."""
-    from pathlib import Path
-
-    path = Path(target)
-    if path.suffix == ".tflite":
-        return check_tflite(path, runtime)
-    if path.suffix in (".keras", ".h5") or path.is_dir():
-        from edgecnn.tasks import get_task
-        from edgecnn.training.keras_io import load_keras
-
-        model, info = load_keras(path)
-        deployable = get_task(info.task if info else None).deployable(model)
-        return check_keras(deployable, runtime, source=str(path))
-    from edgecnn.archs import create, get_arch
-    from edgecnn.tasks import get_task
-
-    spec = get_arch(target)  # an unknown name is a one-line error before TensorFlow starts
-    size = img or spec.default_size
-    model = get_task(spec.task).deployable(create(target, classes, size, channels))
-    return check_keras(model, runtime, source=f"{target} at {size}x{size}")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.keras_env import tfmot
 from edgecnn.optimize.common import clone_wrapping, kernel_layer_types, refuse_if_quantized
 
 
@@ -24,8 +25,6 @@ class ClusterConfig:
 
 
 def apply_clustering(model: Any, config: ClusterConfig) -> Any:
-    from edgecnn.keras_env import tfmot
-
     config.validate()
     refuse_if_quantized(model, "cluster")
     clustering = tfmot.clustering.keras
@@ -44,6 +43,4 @@ def apply_clustering(model: Any, config: ClusterConfig) -> Any:
 
 
 def strip(model: Any) -> Any:
-    from edgecnn.keras_env import tfmot
-
     return tfmot.clustering.keras.strip_clustering(model)

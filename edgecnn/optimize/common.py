@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.keras_env import keras
 
 
 def kernel_layer_types() -> tuple[type, ...]:
     """Layers whose kernels pruning and clustering act on (tfmot supports all three)."""
-    from edgecnn.keras_env import keras
 
     return (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
 
@@ -37,7 +37,6 @@ def refuse_if_quantized(model: Any, step: str) -> None:
 
 def clone_wrapping(model: Any, wrap: Callable[[Any], Any], predicate: Callable[[Any], bool]) -> Any:
     """Clone ``model`` with ``wrap(layer)`` applied to layers where ``predicate`` holds; others are reused."""
-    from edgecnn.keras_env import keras
 
     def clone(layer: Any) -> Any:
         return wrap(layer) if predicate(layer) else layer.__class__.from_config(layer.get_config())

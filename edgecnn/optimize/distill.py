@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.keras_env import keras, tf
 
 EPS = 1e-7
 
@@ -39,14 +40,11 @@ def check_compatible(teacher: Any, student: Any, teacher_labels: list[str] | Non
 
 
 def soft_log_probs(probs: Any, temperature: float) -> Any:
-    from edgecnn.keras_env import tf
-
     return tf.nn.log_softmax(tf.math.log(tf.clip_by_value(probs, EPS, 1.0)) / temperature, axis=-1)
 
 
 def make_distiller(student: Any, teacher: Any, config: DistillConfig) -> Any:
     """A Keras model whose fit() trains ``student`` against labels and the frozen ``teacher``."""
-    from edgecnn.keras_env import keras, tf
 
     class Distiller(keras.Model):
         def __init__(self) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.keras_env import keras, tfmot
 from edgecnn.optimize.common import clone_wrapping, kernel_layer_types, refuse_if_quantized
 
 SCHEDULES = ("polynomial", "constant")
@@ -44,8 +45,6 @@ class PruneConfig:
 
 
 def _schedule(config: PruneConfig, total_steps: int) -> Any:
-    from edgecnn.keras_env import tfmot
-
     if config.structured:
         return tfmot.sparsity.keras.ConstantSparsity(0.5, begin_step=0, frequency=max(1, total_steps // 20))
     if config.schedule == "constant":
@@ -58,7 +57,6 @@ def _schedule(config: PruneConfig, total_steps: int) -> Any:
 
 def apply_pruning(model: Any, config: PruneConfig, total_steps: int) -> Any:
     """Wrap the prunable kernels for ``total_steps`` of fine-tuning (call ``callbacks()`` in fit)."""
-    from edgecnn.keras_env import keras, tfmot
 
     config.validate()
     refuse_if_quantized(model, "prune")
@@ -80,13 +78,10 @@ def apply_pruning(model: Any, config: PruneConfig, total_steps: int) -> Any:
 
 
 def callbacks() -> list[Any]:
-    from edgecnn.keras_env import tfmot
-
     return [tfmot.sparsity.keras.UpdatePruningStep()]
 
 
 def strip(model: Any) -> Any:
     """Remove the pruning wrappers: a plain model whose kernels contain the zeros."""
-    from edgecnn.keras_env import tfmot
 
     return tfmot.sparsity.keras.strip_pruning(model)

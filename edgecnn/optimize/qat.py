@@ -33,14 +33,18 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import importlib
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgecnn.archs import layers as edgecnn_layers
+from edgecnn.archs.convnext import layer_scale_class
+from edgecnn.archs.layers import HardSigmoid
 from edgecnn.errors import EdgecnnError
+from edgecnn.keras_env import keras, tf, tfmot
 from edgecnn.optimize.common import is_quantization_aware
+from edgecnn.training.keras_io import load_keras
 
 # ------------------------------------------------------------------------------------ actions
 TFMOT = "tfmot"
@@ -171,19 +175,10 @@ class LayerPlan:
 
 
 # ------------------------------------------------------------------------------ quantize configs
-def _tfmot() -> Any:
-    """tensorflow_model_optimization, imported only after edgecnn.keras_env has chosen tf_keras."""
-    from edgecnn.keras_env import keras  # noqa: F401
-
-    return importlib.import_module("tensorflow_model_optimization")
-
-
 @functools.cache
 def config_classes() -> dict[str, type]:
     """Our QuantizeConfig classes, built on first use (tfmot imports only after keras_env)."""
-    from edgecnn.keras_env import keras
 
-    tfmot = _tfmot()
     quantizers = tfmot.quantization.keras.quantizers
 
     def activation_quantizer() -> Any:  # tfmot's default 8-bit activation quantizer
@@ -254,9 +249,6 @@ def config_classes() -> dict[str, type]:
 
 def custom_objects() -> dict[str, Any]:
     """Everything a saved QAT edgecnn model needs to deserialize, under both plain and registered names."""
-    from edgecnn.archs import layers as edgecnn_layers
-    from edgecnn.archs.convnext import layer_scale_class
-    from edgecnn.keras_env import keras
 
     objects: dict[str, Any] = {}
     classes = [
@@ -275,9 +267,7 @@ def custom_objects() -> dict[str, Any]:
 @contextlib.contextmanager
 def qat_scope() -> Iterator[None]:
     """``tfmot.quantization.keras.quantize_scope`` plus edgecnn's layers and quantize configs."""
-    from edgecnn.keras_env import keras
 
-    tfmot = _tfmot()
     # ours inside tfmot's: quantize_scope(extra) lets tfmot's names win, and our QuantizeLayer must not lose
     with tfmot.quantization.keras.quantize_scope(), keras.utils.custom_object_scope(custom_objects()):
         yield
@@ -285,7 +275,6 @@ def qat_scope() -> Iterator[None]:
 
 def load_qat_model(path: str | os.PathLike) -> Any:
     """Load a saved quantization-aware model (.keras or .h5)."""
-    from edgecnn.training.keras_io import load_keras
 
     with qat_scope():
         model, _ = load_keras(path)
@@ -305,9 +294,6 @@ class _Piece:
 
 
 def _decompose_squeeze_excite(se: Any, name_for: Callable[[str], str]) -> list[_Piece]:
-    from edgecnn.archs.layers import HardSigmoid
-    from edgecnn.keras_env import keras
-
     layers = keras.layers
     gate = (
         HardSigmoid(name=name_for("gate"))
@@ -380,8 +366,6 @@ def _refs(data: Any) -> list[list[Any]]:
 
 
 def _as_functional(model: Any) -> Any:
-    from edgecnn.keras_env import keras
-
     if isinstance(model, keras.Sequential):
         if not model._is_graph_network:  # noqa: SLF001
             raise EdgecnnError(
@@ -405,7 +389,6 @@ def _unique(name: str, used: set[str]) -> str:
 
 def _rewrite(model: Any) -> _Rewritten:
     """``model``'s config with nested models inlined and DECOMPOSERS layers replaced, recursively."""
-    from edgecnn.keras_env import keras
 
     model = _as_functional(model)
     config = copy.deepcopy(model.get_config())
@@ -505,7 +488,6 @@ def _inline(
 def _already_flat(model: Any) -> bool:
     """A functional model with no nested model, nothing to decompose, and each layer called once
     (tfmot's Conv+BN folding counts a layer's consumers, so a layer shared with another model is not)."""
-    from edgecnn.keras_env import keras
 
     if not getattr(model, "_is_graph_network", False) or isinstance(model, keras.Sequential):
         return False
@@ -531,7 +513,6 @@ class Prepared:
 def prepare(model: Any) -> Prepared:
     """``model`` rebuilt from its config with nested models inlined and DECOMPOSERS layers replaced
     (weights copied); ``model`` itself when there is nothing to rewrite."""
-    from edgecnn.keras_env import keras
 
     if _already_flat(model):
         return Prepared(model, {}, set())
@@ -553,7 +534,6 @@ def _activation_name(layer: Any) -> str:
 
 def _inbound_layers(layer: Any) -> list[Any]:
     """The layers feeding ``layer``'s only call (empty if it is called more than once)."""
-    from edgecnn.keras_env import tf
 
     nodes = layer._inbound_nodes  # noqa: SLF001
     return tf.nest.flatten(nodes[0].inbound_layers) if len(nodes) == 1 else []
@@ -587,7 +567,7 @@ def _rule_for(layer: Any, registry: Any) -> Rule:
 
 
 def _registry() -> Any:
-    return _tfmot().quantization.keras.default_8bit.Default8BitQuantizeRegistry()
+    return tfmot.quantization.keras.default_8bit.Default8BitQuantizeRegistry()
 
 
 def _describe(layer: Any, rule: Rule) -> str:
@@ -638,14 +618,12 @@ def format_plan(plan: list[LayerPlan]) -> str:
 def get_scheme(name: str) -> Any:
     if name not in SCHEMES:
         raise EdgecnnError(f"unknown QAT scheme {name!r}; use one of: {', '.join(SCHEMES)}")
-    return SCHEMES[name][1](_tfmot())
+    return SCHEMES[name][1](tfmot)
 
 
 def annotate(model: Any) -> Any:
     """A copy of a prepared (flat) model with every layer in a QuantizeAnnotate, our config where needed."""
-    from edgecnn.keras_env import keras
 
-    tfmot = _tfmot()
     registry = _registry()
     configs = config_classes()
     rules = {layer.name: _rule_for(layer, registry) for layer in model.layers}
@@ -674,7 +652,6 @@ def quantize_model(model: Any, scheme: str = "default", calibration: Any = None)
             f"model {model.name!r} is already quantization-aware (it has QuantizeWrapper layers); "
             "fine-tune it as it is or start again from the float model"
         )
-    tfmot = _tfmot()
     annotated = annotate(prepare(model).model)
     with qat_scope():
         qat_model = tfmot.quantization.keras.quantize_apply(annotated, quantize_scheme)
@@ -722,8 +699,6 @@ class _RangeRecorder:
         self.ranges = ranges
 
     def __call__(self, inputs: Any, training: Any, weights: dict[str, Any], **kwargs: Any) -> Any:
-        from edgecnn.keras_env import tf
-
         lo, hi = float(tf.reduce_min(inputs)), float(tf.reduce_max(inputs))
         entry = self.ranges.setdefault(id(weights["min_var"]), [weights, lo, hi])
         entry[1], entry[2] = min(entry[1], lo), max(entry[2], hi)

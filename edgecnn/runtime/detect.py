@@ -24,6 +24,7 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.image import to_model_pixels
 from edgecnn.runtime.interpreter import TFLiteModel
 
+POSTPROCESS_OP = "TFLite_Detection_PostProcess"  # the custom op every detection .tflite ends in
 # signature output name -> role (the TF2 Object Detection API layout, which pycoral reads)
 SIGNATURE_ROLES = {"output_0": "count", "output_1": "scores", "output_2": "classes", "output_3": "boxes"}
 TF1_ORDER = ("boxes", "classes", "scores", "count")

@@ -8,6 +8,7 @@ from typing import Any
 
 from edgecnn.archs.unet import PREDICTIONS
 from edgecnn.errors import EdgecnnError
+from edgecnn.keras_env import keras
 from edgecnn.segmentation.loss import (
     IGNORE,
     make_dataset,
@@ -23,7 +24,6 @@ def logits_model(model: Any) -> Any:
     The Edge TPU runs SOFTMAX on 1-D inputs only, so in an int8 .tflite a (1, H, W, C) softmax and
     everything after it run on the CPU; converted without it the whole model maps. Weights are shared.
     """
-    from edgecnn.keras_env import keras
 
     last = model.layers[-1]
     if last.name != PREDICTIONS or type(last).__name__ not in ("Softmax", "Activation"):

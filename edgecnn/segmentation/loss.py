@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.keras_env import keras, tf
 
 IGNORE = 255  # mask value of pixels without a label
 DICE_SMOOTH = 1.0  # added to the Dice numerator and denominator: classes absent from a batch score 1, not 0/0
@@ -20,7 +21,6 @@ DICE_SMOOTH = 1.0  # added to the Dice numerator and denominator: classes absent
 
 def _valid_labels(y_true: Any, y_pred: Any, ignore: int) -> tuple[Any, Any]:
     """Class ids as int32 (N, H, W) with ignored pixels set to 0, and the float mask of labelled pixels."""
-    from edgecnn.keras_env import tf
 
     y_true = tf.cast(y_true, tf.int32)
     if y_true.shape.rank == y_pred.shape.rank:  # (N, H, W, 1), as Keras sometimes hands sparse targets
@@ -32,7 +32,6 @@ def _valid_labels(y_true: Any, y_pred: Any, ignore: int) -> tuple[Any, Any]:
 def masked_sparse_ce(y_true: Any, y_pred: Any, ignore: int = IGNORE) -> Any:
     """Sparse categorical cross-entropy of (N, H, W, C) probabilities, averaged over the labelled pixels
     of the batch; pixels equal to ``ignore`` count for nothing. Use as ``model.compile(loss=masked_sparse_ce)``."""
-    from edgecnn.keras_env import keras, tf
 
     labels, valid = _valid_labels(y_true, y_pred, ignore)
     ce = keras.losses.sparse_categorical_crossentropy(labels, y_pred)  # (N, H, W)
@@ -42,7 +41,6 @@ def masked_sparse_ce(y_true: Any, y_pred: Any, ignore: int = IGNORE) -> Any:
 def soft_dice_loss(y_true: Any, y_pred: Any, ignore: int = IGNORE) -> Any:
     """1 - mean over classes of the soft Dice coefficient 2|P∩T| / (|P| + |T|) on the labelled pixels of
     the batch (Milletari et al., 2016). It weighs each class equally however few pixels it covers."""
-    from edgecnn.keras_env import tf
 
     labels, valid = _valid_labels(y_true, y_pred, ignore)
     truth = tf.one_hot(labels, tf.shape(y_pred)[-1], dtype=y_pred.dtype) * valid[..., None]
@@ -75,7 +73,6 @@ def make_dataset(
     ``train`` shuffles (reshuffled every epoch); ``augment`` flips each image and its mask together
     left-right with probability 1/2. Both are seeded, so two runs with the same seed see the same batches.
     """
-    from edgecnn.keras_env import tf
 
     if len(images) != len(masks) or images.shape[1:3] != masks.shape[1:3]:
         raise EdgecnnError(
@@ -95,7 +92,6 @@ def make_dataset(
 
 def _flip(pair: tuple[Any, Any], coin: Any) -> tuple[Any, Any]:
     """Mirror image (H, W, C) and mask (H, W) left-right together when the coin is odd."""
-    from edgecnn.keras_env import tf
 
     image, mask = pair
     flip = tf.equal(coin % 2, 1)

@@ -1,4 +1,4 @@
-"""The Task interface and its registry."""
+"""The Task interface: what differs between classification, detection and segmentation along the path."""
 
 from __future__ import annotations
 
@@ -17,26 +17,16 @@ class Task:
     """What differs between classification, detection and segmentation along the path.
 
     ``data`` objects are the task's containers (:class:`~edgecnn.data.base.ImageData`,
-    :class:`~edgecnn.data.detection.DetectionData`, :class:`~edgecnn.data.segmentation.SegmentationData`):
+    :class:`~edgecnn.data.base.DetectionData`, :class:`~edgecnn.data.base.SegmentationData`):
     each has ``x`` (N, H, W, C) uint8, ``labels``, ``pixel_format``, ``subset`` and ``len``.
-    Methods marked (TF) import TensorFlow; the others run on the light runtime.
+    Methods marked (TF) import TensorFlow; the others run on the light runtime. Data loading is the
+    dataset table's (:mod:`edgecnn.data.registry`), keyed by the task's name.
     """
 
     name: str = ""
     metric: str = ""  # the headline metric's key in a metrics dict
     metric_title: str = ""  # how reports name it
-    default_data: str = ""  # the built-in dataset the task trains on by default
     reference_classes: int = 1000  # classes for sizing an architecture out of context (ImageNet, COCO, VOC)
-
-    @property
-    def builtins(self) -> tuple[str, ...]:
-        """Names ``--data`` and ``--calib`` accept besides folders."""
-        return (self.default_data,)
-
-    # -- data ----------------------------------------------------------------------------
-    def load(self, spec: str, img: int, channels: int | None, seed: int, val_fraction: float) -> Any:
-        """A split with ``train`` and ``val`` containers, resized to ``img`` x ``img``."""
-        raise NotImplementedError
 
     def num_outputs(self, data: Any) -> int:
         """The ``num_classes`` the architecture is built with."""
@@ -73,42 +63,25 @@ class Task:
         """The Keras graph that becomes the .tflite (and that the Edge TPU check judges)."""
         return model
 
-    def to_tflite(self, model: Any, info: ModelInfo, fmt: str, io: str, calib: np.ndarray | None) -> bytes:
-        from edgecnn.convert.tflite import to_tflite
+    def export_graph(self, model: Any, info: ModelInfo) -> Any:
+        """The :class:`~edgecnn.convert.tflite.Graph` the converter turns into a .tflite (TF)."""
+        from edgecnn.convert.tflite import keras_graph  # lazy: conversion imports TensorFlow
 
-        return to_tflite(self.deployable(model), fmt, io, calib)
+        return keras_graph(self.deployable(model))
+
+    # -- the demo (light) -----------------------------------------------------------------------
+    def infer(self, model: Any, frame: np.ndarray, top_k: int, threshold: float) -> Any:
+        """One camera frame through the task's runtime adapter (classes, detections or a mask)."""
+        raise NotImplementedError
+
+    def draw(self, frame: np.ndarray, result: Any) -> np.ndarray:
+        """The task's overlay of :meth:`infer`'s result on the frame."""
+        raise NotImplementedError
 
     def summary(self, result: dict[str, Any]) -> str:
         """The headline metric as text, e.g. 'top-1 97.77%'."""
         value = result.get(self.metric)
         return f"{self.metric_title} {100 * value:.2f}%" if value is not None else f"{self.metric_title} n/a"
-
-
-TASKS: dict[str, Task] = {}
-
-
-def register_task(task: Task) -> Task:
-    TASKS[task.name] = task
-    return task
-
-
-def _load_tasks() -> None:
-    from edgecnn.tasks import classify, detect, segment  # noqa: F401  (each registers itself)
-
-
-def get_task(name: str | None) -> Task:
-    """A task by name; None is classification (models and runs from before tasks existed)."""
-    _load_tasks()
-    name = name or "classify"
-    if name not in TASKS:
-        raise EdgecnnError(f"unknown task {name!r}; use one of: {', '.join(sorted(TASKS))}")
-    return TASKS[name]
-
-
-def task_of_arch(arch: str) -> Task:
-    from edgecnn.archs import get_arch
-
-    return get_task(get_arch(arch).task)
 
 
 def check_task(requested: str | None, actual: str, what: str) -> None:

@@ -7,35 +7,24 @@ from typing import Any
 import numpy as np
 
 from edgecnn.benchmarks.accuracy import classification_metrics
+from edgecnn.demo.overlay import draw_classes
 from edgecnn.metadata import ModelInfo
-from edgecnn.tasks.base import Progress, Task, register_task
+from edgecnn.runtime.classify import classify
+from edgecnn.tasks.base import Progress, Task
 
 
 class ClassifyTask(Task):
     name = "classify"
     metric = "top1"
     metric_title = "top-1"
-    default_data = "digits"
-
-    @property
-    def builtins(self) -> tuple[str, ...]:
-        from edgecnn.data import digits  # noqa: F401  (registers the built-in)
-        from edgecnn.data.base import BUILTIN
-
-        return tuple(BUILTIN)
-
-    def load(self, spec: str, img: int, channels: int | None, seed: int, val_fraction: float) -> Any:
-        from edgecnn.data import load_classification
-
-        return load_classification(spec, img, channels, seed, val_fraction)
 
     def compile(self, model: Any, info: ModelInfo, lr: float, total_steps: int | None) -> None:
-        from edgecnn.training.fit import compile_model
+        from edgecnn.training.fit import compile_model  # lazy: TensorFlow stays off the light path
 
         compile_model(model, lr, total_steps, int(model.output_shape[-1]))
 
     def dataset(self, info: ModelInfo, data: Any, batch: int, seed: int, augment: bool, train: bool) -> Any:
-        from edgecnn.training.fit import make_dataset
+        from edgecnn.training.fit import make_dataset  # lazy: TensorFlow stays off the light path
 
         return make_dataset(data.x, data.y, batch, seed, augment and train, train)
 
@@ -60,5 +49,8 @@ class ClassifyTask(Task):
         a, b = keras_result["predictions"], tflite_result["predictions"]
         return {"top1_agreement": round(float((a.argmax(1) == b.argmax(1)).mean()), 4)}
 
+    def infer(self, model: Any, frame: np.ndarray, top_k: int, threshold: float) -> Any:
+        return classify(model, frame, top_k)
 
-register_task(ClassifyTask())
+    def draw(self, frame: np.ndarray, result: Any) -> np.ndarray:
+        return draw_classes(frame, result)

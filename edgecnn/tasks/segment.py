@@ -6,47 +6,42 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.benchmarks.segmentation import segmentation_metrics
+from edgecnn.demo.overlay import draw_segmentation
 from edgecnn.metadata import ModelInfo
-from edgecnn.tasks.base import Progress, Task, register_task
+from edgecnn.runtime.segment import segment
+from edgecnn.tasks.base import Progress, Task
 
 
 class SegmentTask(Task):
     name = "segment"
     metric = "miou"
     metric_title = "mean IoU"
-    default_data = "shapes-seg"
     reference_classes = 21  # PASCAL VOC
     # Cross-entropy plus soft Dice: on shapes-seg at 20 epochs mIoU 0.55 -> 0.74 (seed 0) and 0.47 -> 0.53
     # (seed 1) over cross-entropy alone; the Dice term lifts classes the CE leaves rarely predicted.
     dice_weight = 1.0
 
-    def load(self, spec: str, img: int, channels: int | None, seed: int, val_fraction: float) -> Any:
-        from edgecnn.data.segmentation import load_segmentation
-
-        return load_segmentation(spec, img, channels, seed, val_fraction)
-
     def compile(self, model: Any, info: ModelInfo, lr: float, total_steps: int | None) -> None:
-        from edgecnn.keras_env import keras
-        from edgecnn.segmentation.loss import segmentation_loss
-        from edgecnn.training.fit import learning_rate
+        from edgecnn.keras_env import keras  # lazy: TensorFlow stays off the light path
+        from edgecnn.segmentation.loss import segmentation_loss  # lazy: as above
+        from edgecnn.training.fit import learning_rate  # lazy: as above
 
         model.compile(keras.optimizers.Adam(learning_rate(lr, total_steps)), segmentation_loss(self.dice_weight))
 
     def deployable(self, model: Any) -> Any:
         """Without the per-pixel softmax (same argmax): the Edge TPU runs SOFTMAX on 1-D inputs only, so
         a (1, H, W, C) softmax would leave the model's end on the CPU."""
-        from edgecnn.segmentation import logits_model
+        from edgecnn.segmentation import logits_model  # lazy: TensorFlow stays off the light path
 
         return logits_model(model)
 
     def dataset(self, info: ModelInfo, data: Any, batch: int, seed: int, augment: bool, train: bool) -> Any:
-        from edgecnn.segmentation.loss import make_dataset
+        from edgecnn.segmentation.loss import make_dataset  # lazy: TensorFlow stays off the light path
 
         return make_dataset(data.x, data.masks, batch, seed, augment and train, train)
 
     def _metrics(self, probs: np.ndarray, data: Any) -> dict[str, Any]:
-        from edgecnn.benchmarks.segmentation import segmentation_metrics
-
         pred = probs.argmax(-1).astype(np.uint8)
         return {**segmentation_metrics(pred, data.masks, list(data.labels)), "predictions": pred}
 
@@ -67,5 +62,8 @@ class SegmentTask(Task):
             f"  IoU per class: {per_class}",
         ]
 
+    def infer(self, model: Any, frame: np.ndarray, top_k: int, threshold: float) -> Any:
+        return segment(model, frame)
 
-register_task(SegmentTask())
+    def draw(self, frame: np.ndarray, result: Any) -> np.ndarray:
+        return draw_segmentation(frame, result)

@@ -7,8 +7,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from edgecnn.archs import list_archs
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import atomic_path
+from edgecnn.keras_env import keras
 from edgecnn.metadata import ModelInfo, read_keras_info, write_keras_info
 
 KERAS_SUFFIXES = (".keras", ".h5")
@@ -31,11 +33,8 @@ def check_keras_path(path: str | os.PathLike) -> Path:
 
 def load_keras(path: str | os.PathLike) -> tuple[Any, ModelInfo | None]:
     """The model and its edgecnn record; a corrupt or foreign file is a one-line user error."""
-    from edgecnn.archs import list_archs
-    from edgecnn.keras_env import keras
 
     path = check_keras_path(path)
-    import edgecnn.archs.layers  # noqa: F401  (custom layers: families import it lazily, load needs it now)
 
     list_archs()  # imports every family so their custom layers are registered for deserialization
     try:

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.errors import EdgecnnError
+from edgecnn.keras_env import keras
+from edgecnn.training.keras_io import load_keras
 
 # Layers from which on a model is "head": the pooling/flatten that ends the feature extractor.
 HEAD_START = ("pool", "flatten")
@@ -69,7 +71,6 @@ def copy_weights_by_name(source: Any, target: Any, source_name: str) -> WeightTr
 
 def imagenet_source(arch: str, input_shape: tuple[int, int, int]) -> tuple[Any, str]:
     """The keras.applications backbone with ImageNet weights (downloaded once into ~/.keras/models)."""
-    from edgecnn.keras_env import keras
 
     if arch not in IMAGENET:
         raise EdgecnnError(
@@ -95,7 +96,6 @@ def imagenet_source(arch: str, input_shape: tuple[int, int, int]) -> tuple[Any, 
 
 def file_source(path: str) -> tuple[Any, str]:
     """A whole model saved as .keras/.h5 (an edgecnn run folder works too)."""
-    from edgecnn.training.keras_io import load_keras
 
     model, _ = load_keras(Path(path))
     return model, str(path)
@@ -130,7 +130,6 @@ def resolve_layer_index(model: Any, at: int | str) -> int:
 def set_trainable(model: Any, first_trainable: int, keep_bn_frozen: bool = True) -> None:
     """Freeze layers before ``first_trainable``; BatchNorm stays frozen (inference mode) while fine-tuning,
     as the Keras transfer-learning guide advises, so small batches do not wreck its statistics."""
-    from edgecnn.keras_env import keras
 
     for i, layer in enumerate(model.layers):
         is_bn = isinstance(layer, keras.layers.BatchNormalization)

@@ -14,7 +14,16 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgecnn.benchmarks.latency import benchmark_model, format_table
+from edgecnn.config import TrainConfig
+from edgecnn.data.registry import load_split
+from edgecnn.demo.pipeline import LoopOptions, run_demo
+from edgecnn.demo.sources import open_source
 from edgecnn.fileio import atomic_path, ensure_dir, write_text
+from edgecnn.pipelines.convert import ConvertOptions, convert, format_report
+from edgecnn.pipelines.evaluate import EvalOptions, evaluate
+from edgecnn.pipelines.train import train
+from edgecnn.runtime.interpreter import load_model
 
 DEFAULT_ARCH = "lenet5"
 DEFAULT_EPOCHS = 20
@@ -34,16 +43,6 @@ def write_clip(images: np.ndarray, path: Path, size: int = 256, frames_per_image
 
 
 def quickstart(out: str | Path, epochs: int | None = None, arch: str | None = None) -> dict[str, Any]:
-    from edgecnn.benchmarks.latency import benchmark_model, format_table
-    from edgecnn.config import TrainConfig
-    from edgecnn.convert.tflite import ConvertOptions, convert, format_report
-    from edgecnn.data import load_classification
-    from edgecnn.demo.pipeline import run_demo
-    from edgecnn.demo.sources import open_source
-    from edgecnn.evaluate import evaluate
-    from edgecnn.runtime.interpreter import load_model
-    from edgecnn.training.fit import train
-
     out = ensure_dir(out, "quickstart")
     config = TrainConfig(
         arch=arch or DEFAULT_ARCH, data="digits", img=32, epochs=epochs or DEFAULT_EPOCHS, out=str(out / "train")
@@ -59,16 +58,18 @@ def quickstart(out: str | Path, epochs: int | None = None, arch: str | None = No
         paths[fmt] = Path(report.output)
 
     print("[3/5] evaluate the .tflite models (light runtime)")
-    accuracy = {fmt: evaluate(p, plots=True)["top1"] for fmt, p in paths.items()}
+    accuracy = {fmt: evaluate(p, EvalOptions(plots=True))["top1"] for fmt, p in paths.items()}
 
     print("[4/5] benchmark")
     bench = [benchmark_model(paths[fmt], threads=os.cpu_count(), runs=200) for fmt in ("float32", "int8")]
     print(format_table(bench))
 
     print("[5/5] demo on a clip of validation digits (headless)")
-    val = load_classification("digits", 32, None, config.seed, config.val_fraction).val
+    val = load_split("digits", "classify", 32, None, config.seed, config.val_fraction).val
     clip = write_clip(val.x[:40, :, :, 0], out / "clip.mp4")
-    stats = run_demo(load_model(paths["int8"]), open_source(str(clip)), save=out / "demo.mp4", display=False)
+    stats = run_demo(
+        load_model(paths["int8"]), open_source(str(clip)), options=LoopOptions(save=out / "demo.mp4", display=False)
+    )
 
     summary = {
         "arch": config.arch,

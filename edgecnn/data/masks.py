@@ -1,6 +1,4 @@
-"""Semantic-segmentation data: images with a class index per pixel, the seeded split, the ``--data`` dispatch.
-
-A folder dataset is ``images/`` plus ``masks/`` (PNG, same relative stem). A mask is either a
+"""Segmentation folders: ``images/`` plus ``masks/`` (PNG, same relative stem). A mask is either a
 single-channel PNG of class indices or a Pascal VOC palette PNG; OpenCV expands palettes to colours,
 which are mapped back to indices through the standard VOC colormap. 255 means "ignore" (VOC's
 object borders) and is kept as 255.
@@ -9,61 +7,18 @@ object borders) and is kept as 255.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edgecnn.data.detection import (
-    check_size_and_channels,
-    check_val_fraction,
-    list_images,
-    positions,
-    random_split,
-    read_image,
-    resize_image,
-    set_channels,
-    sorted_files,
-    stack_images,
-    warn_skipped,
-)
+from edgecnn.data.base import SegmentationData
+from edgecnn.data.images import images_by_stem, read_image, resize_image, sorted_files, stack_images, warn_skipped
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.segment import palette
 
 IGNORE = 255
 LAYOUT = "images/ with the pictures and masks/ with one PNG of class indices (or VOC palette colours) per image"
-
-
-@dataclass
-class SegmentationData:
-    """Images as uint8 (N, S, S, C) in ``pixel_format`` and masks (N, S, S) uint8 of indices into ``labels``.
-
-    ``labels[0]`` is the background class; mask value 255 marks pixels to ignore.
-    """
-
-    x: np.ndarray
-    masks: np.ndarray
-    labels: list[str]
-    pixel_format: str = "rgb"
-    skipped: list[str] = field(default_factory=list)  # images/masks not used: "file: why; fix"
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def subset(self, index: np.ndarray) -> SegmentationData:
-        """The images at ``index`` (integer positions), copied; ``skipped`` stays with the whole set."""
-        index = positions(index)
-        return SegmentationData(self.x[index], self.masks[index], self.labels, self.pixel_format)
-
-
-@dataclass
-class SegmentationSplit:
-    train: SegmentationData
-    val: SegmentationData
-
-
-# -- masks ----------------------------------------------------------------------------------------------
 
 
 @functools.lru_cache(maxsize=1)
@@ -131,7 +86,7 @@ def load_mask_folder(folder: Path, img_size: int, channels: int | None) -> Segme
     if not (folder / "images").is_dir() or not (folder / "masks").is_dir():
         raise EdgecnnError(f"{folder} is not a segmentation dataset; expected {LAYOUT}")
     names = class_names_file(folder)
-    images = list_images(folder / "images")
+    images = images_by_stem(folder / "images")
     masks = {
         p.relative_to(folder / "masks").with_suffix("").as_posix(): p
         for p in sorted_files(folder / "masks")
@@ -184,41 +139,3 @@ def load_mask_folder(folder: Path, img_size: int, channels: int | None) -> Segme
         names = ["background"] + [f"class{i}" for i in range(1, top + 1)]
     x, pixel_format = stack_images(xs, channels)
     return SegmentationData(x, y, names, pixel_format, reports)
-
-
-# -- entry point ---------------------------------------------------------------------------------
-
-
-def segmentation_builtins() -> dict:
-    """Built-in segmentation datasets: name -> fn(img_size) -> SegmentationData."""
-    from edgecnn.data.shapes import shapes_seg
-
-    return {"shapes-seg": lambda img_size: shapes_seg(img_size)}
-
-
-def load_segmentation_data(spec: str, img_size: int, channels: int | None = None) -> SegmentationData:
-    """The whole dataset named by ``spec``: a built-in name or an images/ + masks/ folder."""
-    check_size_and_channels(img_size, channels)
-    builtins = segmentation_builtins()
-    if spec in builtins:
-        data = builtins[spec](img_size)
-        data.x, data.pixel_format = set_channels(data.x, data.pixel_format, channels)
-        return data
-    if not Path(spec).is_dir():
-        raise EdgecnnError(
-            f"segmentation dataset not found: {spec!r}; use the built-in name "
-            f"({', '.join(sorted(builtins))}) or a folder with {LAYOUT}"
-        )
-    return load_mask_folder(Path(spec), img_size, channels)
-
-
-def load_segmentation(
-    spec: str, img_size: int, channels: int | None = None, seed: int = 0, val_fraction: float = 0.2
-) -> SegmentationSplit:
-    """Load ``spec`` and split it with a seeded permutation; ``train.skipped`` lists what was not used."""
-    check_val_fraction(val_fraction)
-    data = load_segmentation_data(spec, img_size, channels)
-    train_idx, val_idx = random_split(len(data), val_fraction, seed)
-    split = SegmentationSplit(data.subset(train_idx), data.subset(val_idx))
-    split.train.skipped = data.skipped
-    return split

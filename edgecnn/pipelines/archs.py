@@ -1,4 +1,4 @@
-"""Parameters and MACs of every registered architecture at its default input, cached on disk.
+"""``edgecnn archs``: parameters and MACs of every registered architecture at its default input, cached on disk.
 
 Building ~30 networks (VGG-16 alone has 138M weights to initialize) takes about a minute, so the
 numbers are computed once per version of the architecture sources and kept in the user cache
@@ -12,11 +12,17 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
+from edgecnn.archs import create
 from edgecnn.archs.registry import get_arch, list_archs
 from edgecnn.fileio import write_text
+from edgecnn.keras_env import keras
+from edgecnn.profile import profile_model
+from edgecnn.tasks import get_task
+from edgecnn.training.keras_io import load_keras
 
 
 @dataclass
@@ -46,11 +52,6 @@ def cache_path() -> Path:
 def measure(name: str, num_classes: int | None = None) -> ArchStats:
     """Build ``name`` at its default input (3 channels) with its task's reference class count (ImageNet
     1000, COCO 90, VOC 21) and count params and MACs."""
-    from edgecnn.archs import create
-    from edgecnn.keras_env import keras
-    from edgecnn.profile import profile_model
-    from edgecnn.tasks import get_task
-
     spec = get_arch(name)
     model = create(name, num_classes or get_task(spec.task).reference_classes, spec.default_size, 3)
     profile = profile_model(model)
@@ -109,3 +110,22 @@ def format_table(rows: list[ArchStats]) -> str:
             + row[-1]
         )
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class ProfileOptions:
+    img: int | None = None  # input size for an architecture name (default: its own)
+    channels: int = 3
+    classes: int = 1000
+    int8: bool = False  # activation memory at 1 byte per element (default 4)
+
+
+def profile_target(target: str, options: ProfileOptions = ProfileOptions()) -> Any:
+    """The per-layer profile of a saved model (.keras, run folder) or of an architecture built at its size."""
+    path = Path(target)
+    if path.suffix in (".keras", ".h5", ".tflite") or path.is_dir():
+        model, _ = load_keras(path)
+    else:
+        spec = get_arch(target)
+        model = create(target, options.classes, options.img or spec.default_size, options.channels)
+    return profile_model(model, bytes_per_element=1 if options.int8 else 4)

@@ -17,11 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
+from edgecnn.benchmarks.latency import benchmark_model
+from edgecnn.convert.formats import FORMATS, Format
+from edgecnn.convert.tflite import to_tflite
+from edgecnn.data.registry import model_split
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import ensure_dir, write_bytes, write_text
-from edgecnn.metadata import ModelInfo
-from edgecnn.tasks import Task
+from edgecnn.keras_env import keras
+from edgecnn.metadata import ModelInfo, embed_tflite_info, read_keras_info
+from edgecnn.optimize import cluster, prune
+from edgecnn.optimize.common import gzip_size, sparsity, unique_values
+from edgecnn.optimize.distill import DistillConfig, check_compatible, make_distiller
+from edgecnn.optimize.qat import format_plan, plan_qat, quantize_model
+from edgecnn.optimize.report import write_report
+from edgecnn.runtime.interpreter import TFLiteModel
+from edgecnn.tasks import Task, get_task
+from edgecnn.training.fit import make_dataset
+from edgecnn.training.keras_io import check_keras_path, load_keras, save_keras
 
 
 @dataclass
@@ -100,11 +114,6 @@ def _steps_per_epoch(ctx: Context) -> int:
 
 def step_distill(model: Any, ctx: Context) -> Any:
     """A fresh copy of the source architecture, trained from scratch against the teacher."""
-    from edgecnn.keras_env import keras
-    from edgecnn.optimize.distill import DistillConfig, check_compatible, make_distiller
-    from edgecnn.training.fit import make_dataset
-    from edgecnn.training.keras_io import load_keras
-
     cfg = DistillConfig(ctx.config.distill_from, ctx.config.temperature, ctx.config.alpha)
     cfg.validate()
     teacher, teacher_info = load_keras(cfg.teacher)
@@ -121,8 +130,6 @@ def step_distill(model: Any, ctx: Context) -> Any:
 
 
 def step_prune(model: Any, ctx: Context) -> Any:
-    from edgecnn.optimize import prune
-
     cfg = prune.PruneConfig(ctx.config.prune, ctx.config.prune_schedule, ctx.config.structured, ctx.config.prune_block)
     wrapped = prune.apply_pruning(model, cfg, ctx.config.epochs * _steps_per_epoch(ctx))
     _fit(wrapped, ctx, ctx.config.epochs, ctx.config.lr, prune.callbacks())
@@ -130,8 +137,6 @@ def step_prune(model: Any, ctx: Context) -> Any:
 
 
 def step_cluster(model: Any, ctx: Context) -> Any:
-    from edgecnn.optimize import cluster
-
     cfg = cluster.ClusterConfig(ctx.config.cluster, preserve_sparsity=ctx.config.prune is not None)
     wrapped = cluster.apply_clustering(model, cfg)
     _fit(wrapped, ctx, ctx.config.epochs, ctx.config.lr)
@@ -150,8 +155,6 @@ def qat_scheme(config: OptimizeConfig) -> str:
 
 
 def step_qat(model: Any, ctx: Context) -> Any:
-    from edgecnn.optimize.qat import format_plan, plan_qat, quantize_model
-
     print(format_plan(plan_qat(model)))
     rng = np.random.default_rng(ctx.config.seed)
     calibration = ctx.train.x[rng.choice(len(ctx.train), min(256, len(ctx.train)), replace=False)]
@@ -160,35 +163,36 @@ def step_qat(model: Any, ctx: Context) -> Any:
     return qat_model
 
 
-STEPS: dict[str, Callable[[Any, Context], Any]] = {
-    "distill": step_distill,
-    "prune": step_prune,
-    "cluster": step_cluster,
-    "qat": step_qat,
+@dataclass(frozen=True)
+class Step:
+    run: Callable[[Any, Context], Any]
+    # Export kernels with one scale per tensor from this step on: a clustered kernel then keeps exactly
+    # its N centroids as N int8 codes file-wide, which compresses better (see convert.tflite.to_tflite).
+    per_tensor: bool = False
+
+
+STEPS: dict[str, Step] = {
+    "distill": Step(step_distill),
+    "prune": Step(step_prune),
+    "cluster": Step(step_cluster, per_tensor=True),
+    "qat": Step(step_qat),
 }
 STEP_ORDER = tuple(STEPS)
 
 
 # ------------------------------------------------------------------------------------ measurement
-def measure(name: str, model: Any, ctx: Context, folder: Path, fmt: str = "int8") -> Measured:
+def measure(
+    name: str, model: Any, ctx: Context, folder: Path, fmt: Format = FORMATS["int8"], per_tensor: bool = False
+) -> Measured:
     """Convert ``model`` to ``fmt`` .tflite in ``folder`` and measure it as deployed."""
-    from edgecnn.benchmarks.latency import benchmark_model
-    from edgecnn.convert.tflite import to_tflite
-    from edgecnn.metadata import embed_tflite_info
-    from edgecnn.optimize.common import gzip_size, sparsity, unique_values
-    from edgecnn.runtime.interpreter import TFLiteModel
-
     rng = np.random.default_rng(ctx.config.seed)
     calib = ctx.train.x[rng.choice(len(ctx.train), min(200, len(ctx.train)), replace=False)]
-    io = "uint8" if fmt == "int8" else "float32"
-    clustered = "cluster" in name.split("+")
-    if clustered and ctx.task.name == "classify":
-        blob = to_tflite(model, fmt, io, calib if fmt == "int8" else None, per_tensor=True)
-    else:
-        blob = ctx.task.to_tflite(model, ctx.info, fmt, io, calib if fmt == "int8" else None)
-    info = dataclasses.replace(ctx.info, quantization=fmt, extra={**ctx.info.extra, "io": io, "optimized": name})
+    io = fmt.io_types[0]
+    graph = ctx.task.export_graph(model, ctx.info)
+    blob = to_tflite(graph, fmt, io, calib if fmt.needs_calibration else None, per_tensor=per_tensor)
+    info = dataclasses.replace(ctx.info, quantization=fmt.name, extra={**ctx.info.extra, "io": io, "optimized": name})
     blob = embed_tflite_info(blob, info)
-    path = write_bytes(folder / f"model_{fmt}.tflite", blob)
+    path = write_bytes(folder / f"model_{fmt.name}.tflite", blob)
     metric = ctx.task.metric
     latency = benchmark_model(path, threads=os.cpu_count(), runs=ctx.config.bench_runs).latency_ms["p50"]
     return Measured(
@@ -206,31 +210,18 @@ def measure(name: str, model: Any, ctx: Context, folder: Path, fmt: str = "int8"
 
 
 def save_step(model: Any, ctx: Context, folder: Path, row: Measured) -> None:
-    from edgecnn.training.keras_io import save_keras
-
     save_keras(model, folder / "model.keras", ctx.info)
     write_text(folder / "metrics.json", json.dumps(dataclasses.asdict(row), indent=1))
 
 
 # -------------------------------------------------------------------------------------- pipeline
 def load_context(source: str | os.PathLike, config: OptimizeConfig) -> tuple[Any, Context, Path]:
-    import yaml
-
-    from edgecnn.tasks import get_task
-    from edgecnn.training.keras_io import check_keras_path, load_keras
-
     path = check_keras_path(source)
     model, info = load_keras(path)
     if info is None or not info.data.get("spec"):
         raise EdgecnnError(f"{path} does not record its dataset; optimize runs made by edgecnn train")
     task = get_task(info.task)
-    split = task.load(
-        info.data["spec"],
-        info.input_size[0],
-        info.channels,
-        info.data.get("seed", 0),
-        info.data.get("val_fraction", 0.2),
-    )
+    split = model_split(info)
     config_yaml = path.parent / "config.yaml"
     epochs = (
         (yaml.safe_load(config_yaml.read_text()) or {}).get("epochs", config.epochs)
@@ -243,11 +234,6 @@ def load_context(source: str | os.PathLike, config: OptimizeConfig) -> tuple[Any
 
 def optimize(source: str | os.PathLike, config: OptimizeConfig) -> list[Measured]:
     """Run the requested steps in order; returns the comparison rows (also written as a report)."""
-    from edgecnn.keras_env import keras
-    from edgecnn.metadata import read_keras_info
-    from edgecnn.optimize.report import write_report
-    from edgecnn.training.keras_io import check_keras_path
-
     steps = config.steps()
     info = read_keras_info(check_keras_path(source))  # the zip's record: no TensorFlow, no data loading yet
     task = info.task if info else "classify"
@@ -260,16 +246,18 @@ def optimize(source: str | os.PathLike, config: OptimizeConfig) -> list[Measured
     keras.utils.set_random_seed(config.seed)
     print(f"measuring the source model {path} (float32 and post-training int8)")
     rows = [
-        measure("float32", model, ctx, ensure_dir(out / "0_float32"), fmt="float32"),
+        measure("float32", model, ctx, ensure_dir(out / "0_float32"), fmt=FORMATS["float32"]),
         measure("ptq_int8", model, ctx, ensure_dir(out / "0_ptq_int8")),
     ]
     current = model
+    per_tensor = False
     for i, name in enumerate(steps, 1):
         print(f"[{i}/{len(steps)}] {name}")
-        current = STEPS[name](current, ctx)
+        current = STEPS[name].run(current, ctx)
+        per_tensor = per_tensor or STEPS[name].per_tensor
         label = "+".join(steps[:i])
         folder = ensure_dir(out / f"{i}_{label}")
-        row = measure(label, current, ctx, folder)
+        row = measure(label, current, ctx, folder, per_tensor=per_tensor)
         save_step(current, ctx, folder, row)
         rows.append(row)
         print(

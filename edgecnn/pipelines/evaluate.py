@@ -6,6 +6,7 @@ A .tflite is run with the light runtime (no TensorFlow); a .keras model needs th
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +14,26 @@ import numpy as np
 from tqdm import tqdm
 
 from edgecnn.benchmarks.accuracy import confusion_png
+from edgecnn.data.registry import model_split
 from edgecnn.errors import EdgecnnError
 from edgecnn.metadata import ModelInfo
-from edgecnn.tasks import Task, get_task
-from edgecnn.tasks.base import check_task
+from edgecnn.runtime.interpreter import load_model
+from edgecnn.tasks import check_task, get_task
 
 
-def _val_data(task: Task, info: ModelInfo, data: str | None) -> Any:
+@dataclass(frozen=True)
+class EvalOptions:
+    data: str | None = None  # None: the dataset the model was trained on
+    plots: bool = False  # confusion-matrix PNG beside the model
+    task: str | None = None  # --task: optional, must agree with the model's record
+    threads: int | None = None
+    delegate: str = "xnnpack"
+    device: str | None = None
+
+
+def _val_data(info: ModelInfo, data: str | None) -> Any:
+    split = model_split(info, data)
     spec = data or info.data.get("spec")
-    if not spec:
-        raise EdgecnnError(f"the model does not record its dataset; pass --data {task.default_data} or --data DIR")
-    split = task.load(
-        spec, info.input_size[0], info.channels, info.data.get("seed", 0), info.data.get("val_fraction", 0.2)
-    )
     if info.labels and list(split.val.labels) != list(info.labels):
         raise EdgecnnError(
             f"dataset {spec} has classes {split.val.labels[:5]}... but the model was trained on "
@@ -36,8 +44,6 @@ def _val_data(task: Task, info: ModelInfo, data: str | None) -> Any:
 
 def _open_tflite(path: Path, threads: int | None, delegate: str, device: str | None) -> tuple[Any, ModelInfo]:
     """The model and its record; a .tflite edgecnn did not write gets one from its tensor shapes."""
-    from edgecnn.runtime.interpreter import load_model
-
     model = load_model(path, threads=threads, delegate=delegate, device=device)
     info = model.info or ModelInfo(
         labels=model.labels, input_size=list(model.input_hw), channels=model.channels, pixel_format=model.pixel_format
@@ -45,34 +51,26 @@ def _open_tflite(path: Path, threads: int | None, delegate: str, device: str | N
     return model, info
 
 
-def evaluate(
-    model_path: str | os.PathLike,
-    data: str | None = None,
-    plots: bool = False,
-    threads: int | None = None,
-    delegate: str = "xnnpack",
-    device: str | None = None,
-    task_name: str | None = None,
-) -> dict[str, Any]:
+def evaluate(model_path: str | os.PathLike, options: EvalOptions = EvalOptions()) -> dict[str, Any]:
     """The model's task metrics on the validation split it was trained against (or on ``data``)."""
     path = Path(model_path)
     if path.suffix == ".tflite":
-        model, info = _open_tflite(path, threads, delegate, device)
+        model, info = _open_tflite(path, options.threads, options.delegate, options.device)
         runtime = f"{model.backend.name} {model.backend.version}"
         task = get_task(info.task)
-        check_task(task_name, task.name, str(path))
-        val = _val_data(task, info, data)
+        check_task(options.task, task.name, str(path))
+        val = _val_data(info, options.data)
         with tqdm(total=len(val), desc="eval", unit="img", leave=False, disable=None) as bar:
             metrics = task.evaluate_tflite(model, val, progress=bar.update)
     else:
-        from edgecnn.training.keras_io import load_keras
+        from edgecnn.training.keras_io import load_keras  # lazy: a .tflite is evaluated without TensorFlow
 
         keras_model, info = load_keras(path)
         if info is None:
             raise EdgecnnError(f"{path} has no edgecnn record; evaluate models trained by edgecnn train")
         task = get_task(info.task)
-        check_task(task_name, task.name, str(path))
-        val = _val_data(task, info, data)
+        check_task(options.task, task.name, str(path))
+        val = _val_data(info, options.data)
         metrics = task.evaluate_keras(keras_model, info, val)
         runtime = "tf_keras"
     metrics.pop("predictions", None)
@@ -80,10 +78,10 @@ def evaluate(
         "model": str(path),
         "task": task.name,
         "runtime": runtime,
-        "data": data or info.data.get("spec"),
+        "data": options.data or info.data.get("spec"),
         **metrics,
     }
-    if plots and "confusion" in result:
+    if options.plots and "confusion" in result:
         png = path.with_name(path.stem + "_confusion.png")
         confusion_png(
             np.asarray(result["confusion"]), list(val.labels), png, title=f"{path.name}: {task.summary(result)}"

@@ -1,0 +1,167 @@
+"""``edgecnn convert``: Keras model -> .tflite with embedded metadata, written atomically, and a report.
+
+The task supplies the deployable graph (:meth:`~edgecnn.tasks.base.Task.export_graph`), the format
+table the converter settings and any step after writing (the Edge TPU check and compile); the one
+conversion path is :func:`edgecnn.convert.tflite.to_tflite`. After conversion the .tflite is run on
+the validation images beside the Keras model, so the report states what quantization cost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgecnn.convert.calibration import calibration_images
+from edgecnn.convert.formats import get_format
+from edgecnn.convert.tflite import to_tflite
+from edgecnn.data.registry import model_split
+from edgecnn.edgetpu.compiler import format_convert_report
+from edgecnn.errors import EdgecnnError
+from edgecnn.fileio import check_output_path, write_bytes
+from edgecnn.metadata import ModelInfo, embed_tflite_info
+from edgecnn.runtime.interpreter import TFLiteModel
+from edgecnn.tasks import check_task, get_task
+from edgecnn.training.keras_io import check_keras_path, load_keras
+
+
+@dataclass
+class ConvertOptions:
+    format: str = "int8"
+    io: str | None = None  # default: the format's first allowed I/O type
+    calib: str | None = None  # None: the run's validation images
+    calib_samples: int = 200
+    data: str | None = None  # evaluation data; None: the run's own dataset
+    evaluate: bool = True
+    task: str | None = None  # --task: optional, must agree with the model's record
+
+
+@dataclass
+class ConvertReport:
+    output: str
+    format: str
+    bytes: int
+    keras_bytes: int
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    ops: dict[str, int]
+    calibration: str | None = None
+    accuracy: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] | None = None  # the format's step on the written file (Edge TPU check/compile)
+    after_text: str | None = field(default=None, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out.pop("after_text")
+        return out
+
+
+def default_output(model_path: Path, fmt_suffix: str) -> Path:
+    stem = model_path.stem if model_path.name != "model.keras" else "model"
+    return model_path.with_name(stem + fmt_suffix)
+
+
+def convert(model_path: str | os.PathLike, output: str | os.PathLike | None, options: ConvertOptions) -> ConvertReport:
+    model_path = check_keras_path(model_path)
+    fmt, io = get_format(options.format, options.io)
+    out = check_output_path(output or default_output(model_path, fmt.suffix), "output")
+    if options.calib_samples < 1:
+        raise EdgecnnError(f"--calib-samples must be 1 or more, got {options.calib_samples}")
+    model, info = load_keras(model_path)
+    info = info or _info_from_model(model)
+    task = get_task(info.task)
+    check_task(options.task, task.name, str(model_path))
+    val = model_split(info, options.data).val if (options.data or info.data.get("spec")) else None
+    calib_images, calib_source = None, None
+    if fmt.needs_calibration:
+        calib_images, calib_source = calibration_images(
+            options.calib, info, val.x if val is not None else None, options.calib_samples
+        )
+
+    tflite_info = dataclasses.replace(info, quantization=fmt.name, extra={**info.extra, "io": io})
+    blob = embed_tflite_info(to_tflite(task.export_graph(model, info), fmt, io, calib_images), tflite_info)
+    write_bytes(out, blob)
+    after = fmt.after(out) if fmt.after else None
+
+    runner = TFLiteModel(out)
+    report = ConvertReport(
+        output=str(out),
+        format=fmt.name,
+        bytes=len(blob),
+        keras_bytes=model_path.stat().st_size,
+        inputs=[_tensor_summary(runner.input)],
+        outputs=[_tensor_summary(d) for d in runner.outputs],
+        ops=TFLiteModel(out, delegate="none").op_counts(),  # before delegation rewrites the graph
+        calibration=calib_source,
+        after=after.as_dict() if after is not None else None,
+        after_text=format_convert_report(after) if after is not None else None,
+    )
+    if options.evaluate and val is not None:
+        k = task.evaluate_keras(model, info, val)
+        t = task.evaluate_tflite(runner, val)
+        report.accuracy = {
+            "images": int(len(val)),
+            "metric": task.metric,
+            "metric_title": task.metric_title,
+            "keras": k[task.metric],
+            "tflite": t[task.metric],
+            "delta_points": round(100 * (t[task.metric] - k[task.metric]), 2),
+            **task.agreement(k, t),
+        }
+    return report
+
+
+def _info_from_model(model: Any) -> ModelInfo:
+    """A record for a Keras model edgecnn did not train: shapes from the model, labels as indices."""
+    _, h, w, c = model.input_shape
+    n = int(model.output_shape[-1])
+    if h is None or w is None:
+        raise EdgecnnError("the model has a dynamic input size; rebuild it with a fixed (H, W, C) input")
+    return ModelInfo(
+        labels=[str(i) for i in range(n)],
+        input_size=[int(h), int(w)],
+        channels=int(c),
+        pixel_format="gray" if c == 1 else "rgb",
+        arch=model.name,
+        normalization="unknown",
+    )
+
+
+def _tensor_summary(detail: dict[str, Any]) -> dict[str, Any]:
+    scale, zero_point = detail["quantization"]
+    return {
+        "name": detail["name"],
+        "shape": [int(d) for d in detail["shape"]],
+        "dtype": np.dtype(detail["dtype"]).name,
+        "scale": float(scale),
+        "zero_point": int(zero_point),
+    }
+
+
+def format_report(report: ConvertReport) -> str:
+    lines = [
+        f"wrote {report.output} ({report.format}, {report.bytes / 1024:.1f} KiB; Keras file "
+        f"{report.keras_bytes / 1024:.1f} KiB)"
+    ]
+    for kind, tensors in (("input", report.inputs), ("output", report.outputs)):
+        for t in tensors:
+            quant = f" scale={t['scale']:.6g} zero_point={t['zero_point']}" if t["scale"] else ""
+            lines.append(f"  {kind:6s} {t['name']}: {t['dtype']} {t['shape']}{quant}")
+    total = sum(report.ops.values())
+    lines.append(f"  ops    {total}: " + ", ".join(f"{k} x{v}" for k, v in sorted(report.ops.items())))
+    if report.calibration:
+        lines.append(f"  calibration: {report.calibration}")
+    a = report.accuracy
+    if a:
+        agreement = "".join(f", {k.replace('_', ' ')} {100 * v:.1f}%" for k, v in a.items() if k.endswith("agreement"))
+        lines.append(
+            f"  {a['metric_title']} on {a['images']} validation images: keras {100 * a['keras']:.2f}%  "
+            f"tflite {100 * a['tflite']:.2f}%  ({a['delta_points']:+.2f} points{agreement})"
+        )
+    if report.after_text:
+        lines.append(report.after_text)
+    return "\n".join(lines)

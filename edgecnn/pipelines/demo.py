@@ -1,0 +1,47 @@
+"""``edgecnn demo``: open the model and the source, check them, and run the threaded loop. No TensorFlow."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from edgecnn.demo.pipeline import LoopOptions, run_demo
+from edgecnn.demo.sources import open_source
+from edgecnn.fileio import check_output_path
+from edgecnn.runtime.interpreter import load_model
+from edgecnn.tasks import check_task, get_task
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    model: str
+    source: str = "0"  # camera index, video, image, folder or glob
+    save: str | None = None
+    no_display: bool = False
+    max_frames: int | None = None
+    top_k: int = 3
+    threshold: float = 0.4
+    task: str | None = None  # --task: optional, must agree with the model's record
+    threads: int | None = None
+    delegate: str = "xnnpack"
+    device: str | None = None
+    verbose: bool = False  # say which runtime and delegate run the model (stderr)
+
+
+def demo(options: DemoOptions) -> dict[str, Any]:
+    """Run the demo to its end; returns the summary (frames, FPS, inference time, where it saved)."""
+    if options.save:
+        check_output_path(options.save, "--save")
+    model = load_model(options.model, threads=options.threads, delegate=options.delegate, device=options.device)
+    if options.verbose:
+        print(f"runtime: {model.backend.name} {model.backend.version}, delegate {options.delegate}", file=sys.stderr)
+    task = get_task(model.info.task if model.info else None)
+    check_task(options.task, task.name, str(options.model))
+    source = open_source(str(options.source))
+    loop = LoopOptions(options.save, not options.no_display, options.max_frames, options.top_k, options.threshold)
+    stats = run_demo(model, source, task, loop)
+    summary = {"model": str(options.model), "source": source.name, **stats.as_dict()}
+    if options.save:
+        summary["saved"] = str(options.save)
+    return summary
