@@ -414,6 +414,43 @@ def test_check_keras_dynamic_input_is_a_problem() -> None:
     assert report.ops[1].status == DYNAMIC
 
 
+@pytest.mark.parametrize(
+    ("application", "size", "fully_mapped"), [("MobileNetV3Small", 96, False), ("EfficientNetB0", 64, True)]
+)
+def test_check_of_a_keras_applications_model_is_the_verdict_of_its_int8_tflite(
+    application: str, size: int, fully_mapped: bool, tmp_path: Path
+) -> None:
+    """The two edge models users bring most: TFOpLambda hard-swish pieces, Normalization, Rescaling. The
+    Keras check is the check of their own int8 .tflite, op for op, each op named by its Keras layer."""
+    from edgecnn.keras_env import keras
+    from edgecnn.pipelines.check import CheckOptions, check_model
+    from edgecnn.pipelines.convert import ConvertOptions, convert
+
+    path = tmp_path / "model.keras"
+    model = getattr(keras.applications, application)(weights=None, input_shape=(size, size, 3))
+    model.save(path)
+    keras_report = check_model(str(path), CheckOptions(edgetpu=True))
+    out = tmp_path / "model_int8.tflite"
+    convert(path, out, ConvertOptions(format="int8", calib="random", calib_samples=16, evaluate=False))
+    tflite_report = check_tflite(out)
+    assert keras_report.kind == "keras-int8" and keras_report.fully_mapped is fully_mapped
+    assert all(op.supported is not None for op in keras_report.ops)  # no "?" verdicts
+    assert [(op.op, op.on_edgetpu) for op in keras_report.ops] == [(op.op, op.on_edgetpu) for op in tflite_report.ops]
+    assert (keras_report.mapped, keras_report.counted) == (tflite_report.mapped, tflite_report.counted)
+    named = [op for op in keras_report.ops if op.op != "QUANTIZE"]
+    assert all(op.layer for op in named), [op.name for op in named if not op.layer]
+    if not fully_mapped:
+        first = keras_report.ops[keras_report.first_fallback]
+        # hard-swish is x * hard_sigmoid(x) in keras.applications: the Multiply layer ends it (its name
+        # depends on how many Multiply layers the process built before)
+        assert first.op == "HARD_SWISH" and type(model.get_layer(first.layer)).__name__ == "Multiply"
+        text = format_check(keras_report)
+        assert (
+            f"first CPU fallback: #{first.index} HARD_SWISH [hard-swish x * relu6(x + 3) / 6] (layer {first.layer})"
+            in text
+        )
+
+
 # ------------------------------------------------------------------------------- architectures
 def _edgetpu_archs() -> list[str]:
     from edgecnn.archs import get_arch, list_archs

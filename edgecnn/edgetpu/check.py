@@ -78,6 +78,7 @@ class OpCheck:
     note: str | None = None  # why a boundary op is fine where it is
     suggestion: str | None = None  # what to use instead, for an op that does not map
     advice: str | None = None  # a known better substitute for an op that maps
+    layer: str | None = None  # the Keras layer the op came from, when a Keras model was converted to check it
 
 
 @dataclass
@@ -575,6 +576,17 @@ def _after(n: int, what: str) -> str:
     return f"the {what[:-1]} after it runs on the CPU too" if n == 1 else f"the {n} {what} after it run on the CPU too"
 
 
+# What the fused TFLite ops are in a Keras model's terms (the converter builds them from several layers).
+OP_TITLES = {"HARD_SWISH": "hard-swish x * relu6(x + 3) / 6"}
+
+
+def _label(op: OpCheck) -> str:
+    """How a report names an op: its type (and what it is, for fused activations), then where it came from."""
+    title = f" [{OP_TITLES[op.op]}]" if op.op in OP_TITLES else ""
+    where = f"layer {op.layer}" if op.layer else op.name
+    return f"{op.op}{title} ({where})"
+
+
 def format_check(report: CheckReport) -> str:
     """Human-readable report: verdict, per-op table of what does not map and why, memory."""
     what = "layers" if report.kind == "keras" else "ops"
@@ -585,7 +597,7 @@ def format_check(report: CheckReport) -> str:
     if report.first_fallback is not None:
         first = report.ops[report.first_fallback]
         lines.append(
-            f"  first CPU fallback: #{first.index} {first.op} ({first.name}); "
+            f"  first CPU fallback: #{first.index} {_label(first)}; "
             + _after(report.after_fallback, what)
             + " (the compiler maps one Edge TPU subgraph)"
         )
@@ -600,7 +612,7 @@ def format_check(report: CheckReport) -> str:
     for same in groups.values():
         op = same[0]
         mark = "ok " if op.supported else "?  " if op.supported is None else "CPU"
-        lines.append(f"  {mark} #{op.index:<3d} {op.op:<24s} {op.name}")
+        lines.append(f"  {mark} #{op.index:<3d} {_label(op)}")
         lines.extend(f"        why: {text}" for text in op.reasons)
         if op.suggestion:
             lines.append(f"        fix: {op.suggestion}")
