@@ -71,3 +71,52 @@ def mobilenet_v2_224(formats: tuple[str, ...] = ("float32", "int8")) -> dict[str
             convert(keras_path, path, ConvertOptions(format=fmt, calib=str(calib), evaluate=False))
         out[fmt] = path
     return out
+
+
+def int8_model(arch: str, classes: int, size: int = 224) -> Path:
+    """Build (once) ``arch`` at ``size`` with seeded random weights and convert it to int8 (uint8 I/O),
+    calibrated on the photo crops; any task (the detector's anchors go into its record)."""
+    from edgecnn.archs import create, get_arch
+    from edgecnn.keras_env import keras
+    from edgecnn.metadata import ModelInfo
+    from edgecnn.pipelines.convert import ConvertOptions, convert
+    from edgecnn.training.keras_io import save_keras
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / f"{arch}_{size}_int8.tflite"
+    if path.exists():
+        return path
+    keras.utils.set_random_seed(0)
+    model = create(arch, classes, size, 3)
+    info = ModelInfo(
+        task=get_arch(arch).task,
+        labels=[str(i) for i in range(classes)],
+        input_size=[size, size],
+        channels=3,
+        arch=arch,
+        extra=dict(model.edgecnn_extra),
+    )
+    keras_path = save_keras(model, CACHE / f"{arch}_{size}.keras", info)
+    print(f"converting {arch} to int8 ...", file=sys.stderr)
+    convert(keras_path, path, ConvertOptions(format="int8", calib=str(photo_folder(CACHE / "photos")), evaluate=False))
+    return path
+
+
+def video_640x480(frames: int = 300) -> Path:
+    """An .mp4 of 640x480 frames panning over scikit-image's sample photos: a stand-in for a camera."""
+    from skimage import data as skdata
+
+    path = CACHE / f"pan_640x480_{frames}.mp4"
+    if path.exists():
+        return path
+    CACHE.mkdir(parents=True, exist_ok=True)
+    photos = [
+        cv2.resize(getattr(skdata, n)()[..., :3][..., ::-1], (960, 720)) for n in ("astronaut", "coffee", "chelsea")
+    ]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (640, 480))
+    for i in range(frames):
+        photo = photos[(i // 100) % len(photos)]
+        x, y = (i * 3) % 320, (i * 2) % 240
+        writer.write(np.ascontiguousarray(photo[y : y + 480, x : x + 640]))
+    writer.release()
+    return path

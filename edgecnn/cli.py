@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from edgecnn import __version__
@@ -145,10 +146,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from edgecnn.benchmarks.latency import format_table  # lazy: see above
+    from edgecnn.demo.pipeline import format_stages  # lazy: see above
     from edgecnn.pipelines.benchmark import BenchmarkOptions, benchmark  # lazy: see above
 
     options = BenchmarkOptions(
-        args.warmup, args.runs, args.seconds, args.task, args.threads, args.delegate, args.device
+        args.warmup, args.runs, args.seconds, args.task, args.threads, args.delegate, args.device, args.source
     )
     results = benchmark(args.models, options)
     if args.json:
@@ -156,10 +158,19 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             print_json(result.as_dict())
     else:
         print(format_table(results))
+        for result in results:
+            if result.pipeline:
+                p = result.pipeline
+                print(
+                    f"\n{Path(result.model).name} in the demo pipeline on {p['source']}: {p['frames']} frames, "
+                    f"{p['fps']:.1f} FPS = {p['ratio']:.2f}x of the inference-bound {p['inference_bound_fps']:.1f} FPS"
+                )
+                print(format_stages(p))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from edgecnn.demo.pipeline import format_stages  # lazy: see above
     from edgecnn.pipelines.demo import DemoOptions, demo  # lazy: see above
 
     options = DemoOptions(
@@ -177,11 +188,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         verbose=args.verbose,
     )
     summary = demo(options)
-    print_json(summary) if args.json else print(
+    if args.json:
+        print_json(summary)
+        return 0
+    print(
         f"demo: {summary['frames']} frames in {summary['seconds']:.2f} s = {summary['fps']:.1f} FPS, "
-        f"inference {summary['mean_inference_ms']:.2f} ms/frame"
+        f"invoke {summary['mean_inference_ms']:.2f} ms/frame"
         + (f"; saved {summary['saved']}" if "saved" in summary else "")
     )
+    print(format_stages(summary))
     return 0
 
 
@@ -386,6 +401,11 @@ def build_parser() -> Parser:
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--runs", type=positive_int, default=100)
     p.add_argument("--seconds", type=positive_float, default=None, help="time budget instead of --runs")
+    p.add_argument(
+        "--source",
+        help="also run the whole demo pipeline (headless) on this video, camera or image folder for --runs "
+        "frames: per-stage times beside the invoke-only numbers",
+    )
     p.add_argument("--json", action="store_true", help="one JSON object per model")
     _task_option(p)
     _runtime_options(p)

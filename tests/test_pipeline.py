@@ -158,6 +158,12 @@ def test_demo_on_video_saves_annotated_clip(digits_run: Path, digits_clip: Path,
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["frames"] == 24 and summary["fps"] > 0
+    stages = summary["stages_ms"]  # every stage that ran (no window: no display stage), p50 <= p90
+    assert list(stages) == ["capture", "preprocess", "invoke", "postprocess", "draw", "write"]
+    assert all(0 < ms["p50"] <= ms["p90"] for ms in stages.values()), stages
+    latency = summary["latency_ms"]  # capture -> written: at least the stages after capture
+    after_capture = sum(stages[s]["p50"] for s in ("preprocess", "invoke", "postprocess", "draw", "write"))
+    assert latency["p50"] >= 0.9 * after_capture and summary["mean_inference_ms"] > 0
     cap = cv2.VideoCapture(str(out))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
     assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (256, 256)
@@ -279,3 +285,32 @@ def test_convert_reads_a_recipe_and_flags_override_it(digits_run: Path, tmp_path
     result = run_cli("convert", str(digits_run / "model.keras"), "--config", str(bad), "-o", str(tmp_path / "b.tflite"))
     assert result.returncode == 2 and not (tmp_path / "b.tflite").exists()
     assert result.stderr.startswith(f"edgecnn convert: error: unknown keys in {bad}: bits; valid keys: calib,")
+
+
+def test_demo_prints_the_stage_table(digits_run: Path, digits_clip: Path) -> None:
+    model = str(digits_run / "model_int8.tflite")
+    result = run_cli("demo", "--model", model, "--source", str(digits_clip), "--no-display", "--max-frames", "10")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("demo: 10 frames in ") and "invoke" in lines[0]
+    assert lines[1].split() == ["stage", "p50", "ms", "p90", "ms"]
+    assert [line.split()[0] for line in lines[2:]] == ["capture", "preprocess", "invoke", "postprocess", "draw", "end"]
+
+
+def test_benchmark_source_runs_the_demo_pipeline(digits_run: Path, digits_clip: Path) -> None:
+    """`--source`: the whole camera loop beside the invoke-only numbers, and its ratio to the inference bound."""
+    model = str(digits_run / "model_int8.tflite")
+    result = run_cli("benchmark", model, "--threads", "1", "--runs", "20", "--source", str(digits_clip), "--json")
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)
+    assert set(row) == BENCH_KEYS | {"pipeline"}
+    pipe = row["pipeline"]
+    assert pipe["source"] == str(digits_clip) and pipe["frames"] == 20
+    assert list(pipe["stages_ms"]) == ["capture", "preprocess", "invoke", "postprocess", "draw"]
+    assert pipe["inference_bound_fps"] == pytest.approx(1000 / row["latency_ms"]["p50"], rel=0.01)
+    assert pipe["ratio"] == pytest.approx(pipe["fps"] / pipe["inference_bound_fps"], abs=1e-3)
+    text = run_cli("benchmark", model, "--runs", "10", "--source", str(digits_clip))
+    assert text.returncode == 0, text.stderr
+    assert "model_int8.tflite in the demo pipeline on " in text.stdout and "x of the inference-bound" in text.stdout
+    missing = run_cli("benchmark", model, "--source", "no-such-clip.mp4")
+    assert missing.returncode == 2 and missing.stderr.startswith("edgecnn benchmark: error: source not found")

@@ -34,9 +34,13 @@ class BenchmarkResult:
     fps: float
     peak_rss_mb: float
     model_bytes: int
+    pipeline: dict[str, Any] | None = None  # the whole camera loop on a source (benchmark --source)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if self.pipeline is None:
+            out.pop("pipeline")
+        return out
 
 
 def reset_peak_rss() -> None:

@@ -5,6 +5,11 @@ capture thread -> [queue] -> inference thread -> [queue] -> main thread (draw, s
 With the stages overlapped the loop runs at about 1 / max(stage time), i.e. near the
 inference-bound rate, instead of 1 / (sum of stages) for a sequential loop. Live cameras keep
 only the newest frame (no growing latency); files are processed frame by frame, none dropped.
+
+Every frame is timed per stage (:data:`STAGES`): capture, preprocess (resize and colour), invoke,
+postprocess (decode, NMS, argmax), draw, write (encode to the saved video), display; and end to end,
+from the moment the frame was captured to the moment it was written or shown. The summary gives p50
+and p90 of each, so a user sees which stage bounds the frame rate.
 """
 
 from __future__ import annotations
@@ -23,17 +28,26 @@ import numpy as np
 from edgecnn.demo.overlay import draw_hud
 from edgecnn.demo.sources import Source
 from edgecnn.fileio import atomic_path
+from edgecnn.runtime.image import prepare
 from edgecnn.runtime.interpreter import TFLiteModel
 from edgecnn.tasks import Task, get_task
 
 _STOP = object()
 
 
+STAGES = ("capture", "preprocess", "invoke", "postprocess", "draw", "write", "display")
+
+
+def percentiles(values_ms: list[float]) -> dict[str, float]:
+    return {"p50": round(float(np.percentile(values_ms, 50)), 3), "p90": round(float(np.percentile(values_ms, 90)), 3)}
+
+
 @dataclass
 class DemoStats:
     frames: int = 0
     seconds: float = 0.0
-    inference_ms: list[float] = field(default_factory=list)
+    stage_ms: dict[str, list[float]] = field(default_factory=lambda: {stage: [] for stage in STAGES})
+    latency_ms: list[float] = field(default_factory=list)  # capture -> written or shown, per frame
     last: Any = None  # the last frame's result
 
     @property
@@ -41,16 +55,32 @@ class DemoStats:
         return self.frames / self.seconds if self.seconds else 0.0
 
     @property
+    def inference_ms(self) -> list[float]:
+        """The invoke stage alone, as ``edgecnn benchmark`` times it."""
+        return self.stage_ms["invoke"]
+
+    @property
     def mean_inference_ms(self) -> float:
         return float(np.mean(self.inference_ms)) if self.inference_ms else 0.0
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "frames": self.frames,
             "seconds": round(self.seconds, 3),
             "fps": round(self.fps, 2),
             "mean_inference_ms": round(self.mean_inference_ms, 3),
+            "stages_ms": {stage: percentiles(ms) for stage, ms in self.stage_ms.items() if ms},
+            "latency_ms": percentiles(self.latency_ms) if self.latency_ms else {},
         }
+
+
+def format_stages(data: dict[str, Any]) -> str:
+    """The per-stage table of a run (:meth:`DemoStats.as_dict`): p50 and p90 ms of each stage that ran,
+    then end to end."""
+    rows = [(stage, ms) for stage, ms in data["stages_ms"].items()] + [("end to end", data["latency_ms"])]
+    lines = [f"  {'stage':<12s} {'p50 ms':>8s} {'p90 ms':>8s}"]
+    lines += [f"  {name:<12s} {ms['p50']:8.2f} {ms['p90']:8.2f}" for name, ms in rows if ms]
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -77,18 +107,33 @@ def _put_latest(q: queue.Queue, item: Any) -> None:
                 pass
 
 
+@dataclass
+class _Frame:
+    """A frame on its way through the loop, with when it was captured and what each stage took."""
+
+    image: np.ndarray
+    captured: float  # perf_counter() when the source returned it
+    ms: dict[str, float]
+    result: Any = None
+
+
 def _capture(source: Source, out: queue.Queue, stop: threading.Event, max_frames: int | None) -> None:
     count = 0
-    for frame in source.frames:
-        if stop.is_set() or (max_frames is not None and count >= max_frames):
+    frames = iter(source.frames)
+    while not stop.is_set() and (max_frames is None or count < max_frames):
+        start = time.perf_counter()
+        image = next(frames, None)
+        if image is None:
             break
+        now = time.perf_counter()
+        item = _Frame(image, now, {"capture": (now - start) * 1e3})
         count += 1
         if source.live:
-            _put_latest(out, frame)
+            _put_latest(out, item)
         else:
             while not stop.is_set():
                 try:
-                    out.put(frame, timeout=0.1)
+                    out.put(item, timeout=0.1)
                     break
                 except queue.Full:
                     continue
@@ -99,12 +144,18 @@ def _infer(
     model: TFLiteModel, task: Task, options: LoopOptions, inq: queue.Queue, out: queue.Queue, stop: threading.Event
 ) -> None:
     while not stop.is_set():
-        frame = inq.get()
-        if frame is _STOP:
+        item = inq.get()
+        if item is _STOP:
             break
-        start = time.perf_counter()
-        result = task.infer(model, frame, options.top_k, options.threshold)
-        out.put((frame, result, (time.perf_counter() - start) * 1e3))
+        t0 = time.perf_counter()
+        prepare(model, item.image)
+        t1 = time.perf_counter()
+        model.invoke()
+        t2 = time.perf_counter()
+        item.result = task.read(model, item.image.shape, options.top_k, options.threshold)
+        t3 = time.perf_counter()
+        item.ms.update(preprocess=(t1 - t0) * 1e3, invoke=(t2 - t1) * 1e3, postprocess=(t3 - t2) * 1e3)
+        out.put(item)
     out.put(_STOP)
 
 
@@ -140,25 +191,34 @@ def run_demo(
             item = results_q.get()
             if item is _STOP:
                 break
-            frame, result, infer_ms = item
-            now = time.perf_counter()
-            fps_window = [t for t in fps_window if now - t < 2.0] + [now]
+            t0 = time.perf_counter()
+            fps_window = [t for t in fps_window if t0 - t < 2.0] + [t0]
             fps = (len(fps_window) - 1) / (fps_window[-1] - fps_window[0]) if len(fps_window) > 1 else 0.0
-            stats.frames += 1
-            stats.inference_ms.append(infer_ms)
-            stats.last = result
-            frame = draw_hud(task.draw(frame, result), fps, infer_ms)
+            frame = draw_hud(task.draw(item.image, item.result), fps, item.ms["invoke"])
             if on_frame:
-                on_frame(frame, result)
+                on_frame(frame, item.result)
+            t1 = time.perf_counter()
+            item.ms["draw"] = (t1 - t0) * 1e3
             if tmp_path is not None:
                 if writer is None:
                     h, w = frame.shape[:2]
                     writer = cv2.VideoWriter(str(tmp_path), cv2.VideoWriter_fourcc(*"mp4v"), source.fps, (w, h))
                 writer.write(frame)
+                t2 = time.perf_counter()
+                item.ms["write"], t1 = (t2 - t1) * 1e3, t2
+            quit_key = False
             if display:
                 cv2.imshow("edgecnn", frame)
-                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
-                    break
+                quit_key = cv2.waitKey(1) & 0xFF in (ord("q"), 27)
+                t2 = time.perf_counter()
+                item.ms["display"], t1 = (t2 - t1) * 1e3, t2
+            stats.frames += 1
+            stats.last = item.result
+            stats.latency_ms.append((t1 - item.captured) * 1e3)
+            for stage, ms in item.ms.items():
+                stats.stage_ms[stage].append(ms)
+            if quit_key:
+                break
     except KeyboardInterrupt:
         pass  # Ctrl-C ends the demo cleanly; what was saved so far is kept
     except BaseException as exc:

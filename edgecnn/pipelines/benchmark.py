@@ -1,4 +1,10 @@
-"""``edgecnn benchmark``: latency, FPS and memory of several .tflite models under one set of runtime options."""
+"""``edgecnn benchmark``: latency, FPS and memory of several .tflite models under one set of runtime options.
+
+With ``source`` (a video, camera, image folder) each model also runs the whole demo pipeline, headless,
+over ``runs`` frames: the per-stage table beside the invoke-only numbers shows what the camera loop
+costs on top of the model, and ``ratio`` is the loop's FPS over the inference-bound FPS (1000 / p50
+invoke ms at the same threads).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,10 @@ import os
 from dataclasses import dataclass
 
 from edgecnn.benchmarks.latency import BenchmarkResult, benchmark_model
+from edgecnn.demo.pipeline import LoopOptions, run_demo
+from edgecnn.demo.sources import open_source
 from edgecnn.metadata import read_tflite_info
+from edgecnn.runtime.interpreter import load_model
 from edgecnn.tasks import check_task
 
 
@@ -19,6 +28,7 @@ class BenchmarkOptions:
     threads: int | None = None
     delegate: str = "xnnpack"
     device: str | None = None
+    source: str | None = None  # also run the demo pipeline on this video, camera or image folder
 
 
 def benchmark(models: list[str | os.PathLike], options: BenchmarkOptions) -> list[BenchmarkResult]:
@@ -27,8 +37,11 @@ def benchmark(models: list[str | os.PathLike], options: BenchmarkOptions) -> lis
         for path in models:
             info = read_tflite_info(path) if str(path).endswith(".tflite") else None
             check_task(options.task, info.task if info else "classify", str(path))
-    return [
-        benchmark_model(
+    if options.source:
+        open_source(options.source).close()  # a source that does not open fails before any timing
+    results = []
+    for path in models:
+        result = benchmark_model(
             path,
             threads=options.threads,
             delegate=options.delegate,
@@ -37,5 +50,20 @@ def benchmark(models: list[str | os.PathLike], options: BenchmarkOptions) -> lis
             runs=None if options.seconds else options.runs,
             seconds=options.seconds,
         )
-        for path in models
-    ]
+        if options.source:
+            result.pipeline = pipeline_stats(path, result, options)
+        results.append(result)
+    return results
+
+
+def pipeline_stats(path: str | os.PathLike, invoke_only: BenchmarkResult, options: BenchmarkOptions) -> dict:
+    """The demo loop on ``options.source`` (headless, ``runs`` frames) and its ratio to the inference bound."""
+    model = load_model(path, threads=options.threads, delegate=options.delegate, device=options.device)
+    stats = run_demo(model, open_source(options.source), None, LoopOptions(display=False, max_frames=options.runs))
+    bound = 1e3 / invoke_only.latency_ms["p50"]
+    return {
+        "source": options.source,
+        **stats.as_dict(),
+        "inference_bound_fps": round(bound, 2),
+        "ratio": round(stats.fps / bound, 3),
+    }

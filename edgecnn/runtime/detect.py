@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtime.image import to_model_pixels
+from edgecnn.runtime.image import prepare
 from edgecnn.runtime.interpreter import TFLiteModel
 
 POSTPROCESS_OP = "TFLite_Detection_PostProcess"  # the custom op every detection .tflite ends in
@@ -131,11 +131,17 @@ def to_pixels(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, 
 def detect(model: TFLiteModel, frame: np.ndarray, threshold: float = 0.4, src: str = "bgr") -> list[Detection]:
     """Resize and colour-convert a frame for the model, run it, return the objects scoring >= threshold,
     best first, with boxes in the frame's pixels."""
-    model.set_input(to_model_pixels(frame, model.input_hw, model.pixel_format, src))
+    prepare(model, frame, src)
     model.invoke()
+    return read_objects(model, frame.shape, threshold)
+
+
+def read_objects(model: TFLiteModel, frame_shape: tuple[int, ...], threshold: float = 0.4) -> list[Detection]:
+    """The last run's objects scoring >= threshold, best first, in the pixels of a frame of ``frame_shape``
+    (the postprocess stage)."""
     boxes, classes, scores, count = read_detections(model)
     labels: list[Any] = list(model.info.labels) if model.info and model.info.labels else []
-    height, width = frame.shape[:2]
+    height, width = frame_shape[:2]
     found = []
     for box, cls, score in zip(boxes[:count], classes[:count], scores[:count], strict=True):
         if score < threshold:

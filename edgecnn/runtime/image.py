@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -33,3 +35,8 @@ def to_model_pixels(image: np.ndarray, size_hw: tuple[int, int], pixel_format: s
         shrinking = image.shape[0] > h or image.shape[1] > w
         image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
     return convert_color(image, src, pixel_format)
+
+
+def prepare(model: Any, frame: np.ndarray, src: str = "bgr") -> None:
+    """Resize and colour-convert ``frame`` into the model's input tensor (the adapters' preprocess stage)."""
+    model.set_input(to_model_pixels(frame, model.input_hw, model.pixel_format, src))

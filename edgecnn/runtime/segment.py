@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtime.image import to_model_pixels
+from edgecnn.runtime.image import prepare
 from edgecnn.runtime.interpreter import TFLiteModel
 
 
@@ -40,11 +40,16 @@ def model_labels(model: TFLiteModel, num_classes: int) -> list[str]:
 
 def segment(model: TFLiteModel, frame: np.ndarray, src: str = "bgr") -> Segmentation:
     """Resize and colour-convert a frame for the model, run it, return the class of every frame pixel."""
-    model.set_input(to_model_pixels(frame, model.input_hw, model.pixel_format, src))
+    prepare(model, frame, src)
     model.invoke()
+    return read_segmentation(model, frame.shape)
+
+
+def read_segmentation(model: TFLiteModel, frame_shape: tuple[int, ...]) -> Segmentation:
+    """The last run's class of every pixel of a frame of ``frame_shape`` (the postprocess stage)."""
     scores = model.output(0)[0]
     ids = class_ids(scores)
-    h, w = frame.shape[:2]
+    h, w = frame_shape[:2]
     if ids.shape != (h, w):
         ids = cv2.resize(ids, (w, h), interpolation=cv2.INTER_NEAREST)
     return Segmentation(ids, model_labels(model, scores.shape[-1]))

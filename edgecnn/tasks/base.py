@@ -70,8 +70,9 @@ class Task:
         return keras_graph(self.deployable(model))
 
     # -- the demo (light) -----------------------------------------------------------------------
-    def infer(self, model: Any, frame: np.ndarray, top_k: int, threshold: float) -> Any:
-        """One camera frame through the task's runtime adapter (classes, detections or a mask)."""
+    def read(self, model: Any, frame_shape: tuple[int, ...], top_k: int, threshold: float) -> Any:
+        """The task's result of the model's last run on a frame of ``frame_shape`` (classes, detections or
+        a mask): the demo's postprocess stage, after the runtime's ``prepare`` and ``invoke``."""
         raise NotImplementedError
 
     def draw(self, frame: np.ndarray, result: Any) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 from edgecnn.benchmarks.accuracy import classification_metrics
 from edgecnn.demo.overlay import draw_classes
 from edgecnn.metadata import ModelInfo
-from edgecnn.runtime.classify import classify
+from edgecnn.runtime.classify import read_classes
 from edgecnn.tasks.base import Progress, Task
 
 
@@ -49,8 +49,8 @@ class ClassifyTask(Task):
         a, b = keras_result["predictions"], tflite_result["predictions"]
         return {"top1_agreement": round(float((a.argmax(1) == b.argmax(1)).mean()), 4)}
 
-    def infer(self, model: Any, frame: np.ndarray, top_k: int, threshold: float) -> Any:
-        return classify(model, frame, top_k)
+    def read(self, model: Any, frame_shape: tuple[int, ...], top_k: int, threshold: float) -> Any:
+        return read_classes(model, top_k)
 
     def draw(self, frame: np.ndarray, result: Any) -> np.ndarray:
         return draw_classes(frame, result)

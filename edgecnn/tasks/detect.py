@@ -19,7 +19,7 @@ from edgecnn.detection.anchors import generate_anchors
 from edgecnn.detection.nms import DEFAULT_NMS, postprocess
 from edgecnn.detection.targets import iou
 from edgecnn.metadata import ModelInfo
-from edgecnn.runtime.detect import detect, read_detections
+from edgecnn.runtime.detect import read_detections, read_objects
 from edgecnn.tasks.base import Progress, Task
 
 
@@ -101,8 +101,8 @@ class DetectTask(Task):
             f"  AP@0.5 per class: {per_class}",
         ]
 
-    def infer(self, model: Any, frame: np.ndarray, top_k: int, threshold: float) -> Any:
-        return detect(model, frame, threshold)
+    def read(self, model: Any, frame_shape: tuple[int, ...], top_k: int, threshold: float) -> Any:
+        return read_objects(model, frame_shape, threshold)
 
     def draw(self, frame: np.ndarray, result: Any) -> np.ndarray:
         return draw_detections(frame, result)

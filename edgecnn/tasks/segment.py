@@ -9,7 +9,7 @@ import numpy as np
 from edgecnn.benchmarks.segmentation import segmentation_metrics
 from edgecnn.demo.overlay import draw_segmentation
 from edgecnn.metadata import ModelInfo
-from edgecnn.runtime.segment import segment
+from edgecnn.runtime.segment import read_segmentation
 from edgecnn.tasks.base import Progress, Task
 
 
@@ -62,8 +62,8 @@ class SegmentTask(Task):
             f"  IoU per class: {per_class}",
         ]
 
-    def infer(self, model: Any, frame: np.ndarray, top_k: int, threshold: float) -> Any:
-        return segment(model, frame)
+    def read(self, model: Any, frame_shape: tuple[int, ...], top_k: int, threshold: float) -> Any:
+        return read_segmentation(model, frame_shape)
 
     def draw(self, frame: np.ndarray, result: Any) -> np.ndarray:
         return draw_segmentation(frame, result)
