@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -314,3 +315,32 @@ def test_benchmark_source_runs_the_demo_pipeline(digits_run: Path, digits_clip: 
     assert "model_int8.tflite in the demo pipeline on " in text.stdout and "x of the inference-bound" in text.stdout
     missing = run_cli("benchmark", model, "--source", "no-such-clip.mp4")
     assert missing.returncode == 2 and missing.stderr.startswith("edgecnn benchmark: error: source not found")
+
+
+def test_a_failing_demo_thread_ends_the_run_with_one_line(digits_run: Path, digits_clip: Path, tmp_path: Path) -> None:
+    """An exception in the inference or capture thread ends the run (no hang), names the thread, and leaves
+    no partial video behind."""
+    from edgecnn.demo.pipeline import LoopOptions, run_demo
+    from edgecnn.demo.sources import Source, open_source
+    from edgecnn.errors import EdgecnnError
+    from edgecnn.runtime import load_model
+    from edgecnn.tasks.classify import ClassifyTask
+
+    class Broken(ClassifyTask):
+        def read(self, model: object, frame_shape: tuple, top_k: int, threshold: float) -> list:
+            raise ValueError("output is not a score vector")
+
+    model = load_model(digits_run / "model_int8.tflite")
+    out = tmp_path / "out.mp4"
+    with pytest.raises(
+        EdgecnnError, match=r"^the demo's inference thread failed: ValueError: output is not a score vector$"
+    ):
+        run_demo(model, open_source(str(digits_clip)), Broken(), LoopOptions(save=out, display=False))
+    assert list(tmp_path.iterdir()) == []
+
+    def frames() -> Iterator[np.ndarray]:
+        yield np.zeros((64, 64, 3), np.uint8)
+        raise OSError("USB device disconnected")
+
+    with pytest.raises(EdgecnnError, match=r"^the demo's capture thread failed: OSError: USB device disconnected$"):
+        run_demo(model, Source("fake", False, 10.0, frames()), None, LoopOptions(display=False))

@@ -27,6 +27,7 @@ import numpy as np
 
 from edgecnn.demo.overlay import draw_hud
 from edgecnn.demo.sources import Source
+from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import atomic_path
 from edgecnn.runtime.image import prepare
 from edgecnn.runtime.interpreter import TFLiteModel
@@ -117,7 +118,30 @@ class _Frame:
     result: Any = None
 
 
-def _capture(source: Source, out: queue.Queue, stop: threading.Event, max_frames: int | None) -> None:
+@dataclass(frozen=True)
+class _Failure:
+    """What a worker thread sends instead of a frame when it fails: the main thread ends the run with it."""
+
+    stage: str
+    error: BaseException
+
+
+def _loudly(stage: str, body: Callable[..., None]) -> Callable[..., None]:
+    """Run a worker's body so that any exception reaches the main thread (as a :class:`_Failure`, then the
+    end marker) instead of leaving it waiting for frames that never come."""
+
+    def run(*args: Any) -> None:
+        out: queue.Queue = args[-2]
+        try:
+            body(*args)
+        except Exception as exc:  # any failure of the worker ends the run; the main thread reports it
+            out.put(_Failure(stage, exc))
+            out.put(_STOP)
+
+    return run
+
+
+def _capture(source: Source, max_frames: int | None, out: queue.Queue, stop: threading.Event) -> None:
     count = 0
     frames = iter(source.frames)
     while not stop.is_set() and (max_frames is None or count < max_frames):
@@ -147,6 +171,9 @@ def _infer(
         item = inq.get()
         if item is _STOP:
             break
+        if isinstance(item, _Failure):  # the capture thread's: pass it on
+            out.put(item)
+            continue
         t0 = time.perf_counter()
         prepare(model, item.image)
         t1 = time.perf_counter()
@@ -157,6 +184,12 @@ def _infer(
         item.ms.update(preprocess=(t1 - t0) * 1e3, invoke=(t2 - t1) * 1e3, postprocess=(t3 - t2) * 1e3)
         out.put(item)
     out.put(_STOP)
+
+
+def _failed(failure: _Failure) -> EdgecnnError:
+    error = failure.error
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return EdgecnnError(f"the demo's {failure.stage} thread failed: {type(error).__name__}: {text}")
 
 
 def run_demo(
@@ -174,8 +207,10 @@ def run_demo(
     frames_q: queue.Queue = queue.Queue(maxsize=2)
     results_q: queue.Queue = queue.Queue(maxsize=2)
     workers = [
-        threading.Thread(target=_capture, args=(source, frames_q, stop, max_frames), daemon=True),
-        threading.Thread(target=_infer, args=(model, task, options, frames_q, results_q, stop), daemon=True),
+        threading.Thread(target=_loudly("capture", _capture), args=(source, max_frames, frames_q, stop), daemon=True),
+        threading.Thread(
+            target=_loudly("inference", _infer), args=(model, task, options, frames_q, results_q, stop), daemon=True
+        ),
     ]
     stats = DemoStats()
     writer: cv2.VideoWriter | None = None
@@ -191,6 +226,8 @@ def run_demo(
             item = results_q.get()
             if item is _STOP:
                 break
+            if isinstance(item, _Failure):
+                raise _failed(item)
             t0 = time.perf_counter()
             fps_window = [t for t in fps_window if t0 - t < 2.0] + [t0]
             fps = (len(fps_window) - 1) / (fps_window[-1] - fps_window[0]) if len(fps_window) > 1 else 0.0
