@@ -41,6 +41,16 @@ def positive_int(value: str) -> int:
     return number
 
 
+def non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number; use 0 or more") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; use 0 or more")
+    return number
+
+
 def positive_float(value: str) -> float:
     try:
         number = float(value)
@@ -176,6 +186,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     options = DemoOptions(
         model=args.model,
         source=args.source,
+        loop=args.loop,
+        max_retries=args.max_retries,
         save=args.save,
         no_display=args.no_display,
         max_frames=args.max_frames,
@@ -412,7 +424,20 @@ def build_parser() -> Parser:
 
     p = command("demo", cmd_demo, "camera/video/image demo with overlays; runs on a Raspberry Pi")
     p.add_argument("--model", required=True)
-    p.add_argument("--source", default="0", help="camera index, video file, image, folder or glob (default 0)")
+    p.add_argument(
+        "--source",
+        default="0",
+        help="camera index, picam or picam:WxH (Raspberry Pi camera), a GStreamer pipeline, video file, image, "
+        "folder or glob (default 0)",
+    )
+    p.add_argument("--loop", action="store_true", help="replay a video or image folder forever (kiosk, soak test)")
+    p.add_argument(
+        "--max-retries",
+        type=non_negative_int,
+        default=5,
+        dest="max_retries",
+        help="reconnect tries with backoff when a camera is lost (default 5)",
+    )
     p.add_argument("--save", help="write the annotated video here (.mp4)")
     p.add_argument("--no-display", action="store_true", help="no window (headless boards)")
     p.add_argument("--max-frames", type=positive_int, dest="max_frames")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -304,6 +305,24 @@ def check_cameras(probe: Callable[[], tuple[list[int], list[int]]] = probe_camer
     )
 
 
+PI_MODEL_FILE = Path("/proc/device-tree/model")  # "Raspberry Pi 5 Model B Rev 1.0" on a Pi
+
+
+def check_picamera2(find: Callable[[str], Any] = importlib.util.find_spec, model_file: Path = PI_MODEL_FILE) -> Finding:
+    """The Raspberry Pi camera module's stack: picamera2 (libcamera), which ``--source picam`` uses."""
+    on_pi = model_file.is_file() and "Raspberry Pi" in model_file.read_text(errors="ignore")
+    if find("picamera2") is not None:
+        return Finding("picamera2", OK, "picamera2 imports: --source picam opens the Raspberry Pi camera module")
+    if on_pi:
+        return Finding(
+            "picamera2",
+            WARN,
+            "picamera2 does not import: the Raspberry Pi camera module will not open (USB cameras still do)",
+            "sudo apt install python3-picamera2, and create the venv with --system-site-packages",
+        )
+    return Finding("picamera2", OK, "not installed; only the Raspberry Pi camera module (--source picam) needs it")
+
+
 def opencv_video_io(build_info: str) -> dict[str, str]:
     """The 'Video I/O' lines of cv2.getBuildInformation(): {'V4L2': 'YES (...)', 'GStreamer': 'NO', ...}."""
     wanted = {"v4l/v4l2": "V4L2", "gstreamer": "GStreamer", "ffmpeg": "FFMPEG"}
@@ -342,6 +361,7 @@ CHECKS: tuple[Callable[[], Finding], ...] = (
     check_libedgetpu,
     check_compiler,
     check_cameras,
+    check_picamera2,
     check_opencv,
 )
 

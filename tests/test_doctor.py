@@ -236,7 +236,22 @@ def test_full_doctor_under_5_seconds_without_tensorflow() -> None:
         "libedgetpu",
         "edgetpu_compiler",
         "cameras",
+        "picamera2",
         "opencv",
     ]
     assert data["seconds"] < 5 and wall < 5, (data["seconds"], wall)
     assert Path(dr.INT8_MODEL).is_file()
+
+
+def test_picamera2_check(tmp_path: Path) -> None:
+    pi = tmp_path / "model"
+    pi.write_text("Raspberry Pi 5 Model B Rev 1.0\x00")
+    found, missing = (lambda name: object()), (lambda name: None)
+    assert dr.check_picamera2(found, pi).status == OK
+    on_pi = dr.check_picamera2(missing, pi)
+    assert (on_pi.status, on_pi.fix) == (
+        WARN,
+        "sudo apt install python3-picamera2, and create the venv with --system-site-packages",
+    )
+    elsewhere = dr.check_picamera2(missing, tmp_path / "no-such-file")
+    assert elsewhere.status == OK and "only the Raspberry Pi camera module" in elsewhere.detail

@@ -76,3 +76,12 @@ def draw_hud(frame: np.ndarray, fps: float, inference_ms: float) -> np.ndarray:
     scale = max(0.35, frame.shape[0] / 900)
     _text(frame, f"{fps:5.1f} FPS  infer {inference_ms:5.1f} ms", (10, int(24 * scale + 8)), scale, (255, 255, 0))
     return frame
+
+
+def draw_status(frame: np.ndarray, text: str) -> np.ndarray:
+    """A source's news (camera lost, reconnecting) across the frame's bottom, on a dark band."""
+    scale = max(0.4, frame.shape[0] / 800)
+    band = int(30 * scale + 10)
+    frame[-band:] = (frame[-band:] * 0.3).astype(frame.dtype)
+    _text(frame, text, (10, frame.shape[0] - int(10 * scale) - 4), scale, (0, 200, 255))
+    return frame

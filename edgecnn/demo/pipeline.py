@@ -15,6 +15,7 @@ and p90 of each, so a user sees which stage bounds the frame rate.
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -25,8 +26,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgecnn.demo.overlay import draw_hud
-from edgecnn.demo.sources import Source
+from edgecnn.demo.overlay import draw_hud, draw_status
+from edgecnn.demo.sources import Source, SourceStatus
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import atomic_path
 from edgecnn.runtime.image import prepare
@@ -49,6 +50,7 @@ class DemoStats:
     seconds: float = 0.0
     stage_ms: dict[str, list[float]] = field(default_factory=lambda: {stage: [] for stage in STAGES})
     latency_ms: list[float] = field(default_factory=list)  # capture -> written or shown, per frame
+    events: list[str] = field(default_factory=list)  # what the source reported (camera lost, back)
     last: Any = None  # the last frame's result
 
     @property
@@ -72,6 +74,7 @@ class DemoStats:
             "mean_inference_ms": round(self.mean_inference_ms, 3),
             "stages_ms": {stage: percentiles(ms) for stage, ms in self.stage_ms.items() if ms},
             "latency_ms": percentiles(self.latency_ms) if self.latency_ms else {},
+            **({"events": list(self.events)} if self.events else {}),
         }
 
 
@@ -141,7 +144,9 @@ def _loudly(stage: str, body: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
-def _capture(source: Source, max_frames: int | None, out: queue.Queue, stop: threading.Event) -> None:
+def _capture(
+    source: Source, max_frames: int | None, news: queue.Queue, out: queue.Queue, stop: threading.Event
+) -> None:
     count = 0
     frames = iter(source.frames)
     while not stop.is_set() and (max_frames is None or count < max_frames):
@@ -149,19 +154,28 @@ def _capture(source: Source, max_frames: int | None, out: queue.Queue, stop: thr
         image = next(frames, None)
         if image is None:
             break
+        if isinstance(image, SourceStatus):  # the source's word (camera lost, back): log it, pass it on
+            print(f"edgecnn demo: {image.text}", file=sys.stderr)
+            _put_waiting(news, image, stop)  # straight to the main thread: never dropped with stale frames
+            continue
         now = time.perf_counter()
         item = _Frame(image, now, {"capture": (now - start) * 1e3})
         count += 1
         if source.live:
             _put_latest(out, item)
         else:
-            while not stop.is_set():
-                try:
-                    out.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
+            _put_waiting(out, item, stop)
     out.put(_STOP)
+
+
+def _put_waiting(q: queue.Queue, item: Any, stop: threading.Event) -> None:
+    """Put, waiting for room, unless the run is stopping (files: no frame is dropped)."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
 
 
 def _infer(
@@ -188,6 +202,8 @@ def _infer(
 
 def _failed(failure: _Failure) -> EdgecnnError:
     error = failure.error
+    if isinstance(error, EdgecnnError):  # already the one line a user needs (e.g. a camera that never came back)
+        return error
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return EdgecnnError(f"the demo's {failure.stage} thread failed: {type(error).__name__}: {text}")
 
@@ -207,7 +223,12 @@ def run_demo(
     frames_q: queue.Queue = queue.Queue(maxsize=2)
     results_q: queue.Queue = queue.Queue(maxsize=2)
     workers = [
-        threading.Thread(target=_loudly("capture", _capture), args=(source, max_frames, frames_q, stop), daemon=True),
+        # a live source drops frames the loop has no time for: it runs until the loop has shown max_frames
+        threading.Thread(
+            target=_loudly("capture", _capture),
+            args=(source, None if source.live else max_frames, results_q, frames_q, stop),
+            daemon=True,
+        ),
         threading.Thread(
             target=_loudly("inference", _infer), args=(model, task, options, frames_q, results_q, stop), daemon=True
         ),
@@ -222,12 +243,19 @@ def run_demo(
         for w in workers:
             w.start()
         fps_window: list[float] = []
+        shown: np.ndarray | None = None
         while True:
             item = results_q.get()
             if item is _STOP:
                 break
             if isinstance(item, _Failure):
                 raise _failed(item)
+            if isinstance(item, SourceStatus):
+                stats.events.append(item.text)
+                if display and shown is not None:  # keep the window alive with the last frame and the news
+                    cv2.imshow("edgecnn", draw_status(shown.copy(), item.text))
+                    cv2.waitKey(1)
+                continue
             t0 = time.perf_counter()
             fps_window = [t for t in fps_window if t0 - t < 2.0] + [t0]
             fps = (len(fps_window) - 1) / (fps_window[-1] - fps_window[0]) if len(fps_window) > 1 else 0.0
@@ -245,6 +273,7 @@ def run_demo(
                 item.ms["write"], t1 = (t2 - t1) * 1e3, t2
             quit_key = False
             if display:
+                shown = frame
                 cv2.imshow("edgecnn", frame)
                 quit_key = cv2.waitKey(1) & 0xFF in (ord("q"), 27)
                 t2 = time.perf_counter()
@@ -254,7 +283,7 @@ def run_demo(
             stats.latency_ms.append((t1 - item.captured) * 1e3)
             for stage, ms in item.ms.items():
                 stats.stage_ms[stage].append(ms)
-            if quit_key:
+            if quit_key or (max_frames is not None and stats.frames >= max_frames):
                 break
     except KeyboardInterrupt:
         pass  # Ctrl-C ends the demo cleanly; what was saved so far is kept

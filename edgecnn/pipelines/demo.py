@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgecnn.demo.pipeline import LoopOptions, run_demo
-from edgecnn.demo.sources import open_source
+from edgecnn.demo.sources import DEFAULT_RETRIES, open_source
 from edgecnn.fileio import check_output_path
 from edgecnn.runtime.interpreter import load_model
 from edgecnn.tasks import check_task, get_task
@@ -16,7 +16,9 @@ from edgecnn.tasks import check_task, get_task
 @dataclass(frozen=True)
 class DemoOptions:
     model: str
-    source: str = "0"  # camera index, video, image, folder or glob
+    source: str = "0"  # camera index, picam[:WxH], GStreamer pipeline, video, image, folder or glob
+    loop: bool = False  # replay a video or image folder forever
+    max_retries: int = DEFAULT_RETRIES  # reconnect tries for a lost camera
     save: str | None = None
     no_display: bool = False
     max_frames: int | None = None
@@ -38,7 +40,7 @@ def demo(options: DemoOptions) -> dict[str, Any]:
         print(f"runtime: {model.backend.name} {model.backend.version}, delegate {options.delegate}", file=sys.stderr)
     task = get_task(model.info.task if model.info else None)
     check_task(options.task, task.name, str(options.model))
-    source = open_source(str(options.source))
+    source = open_source(str(options.source), options.loop, options.max_retries)
     loop = LoopOptions(options.save, not options.no_display, options.max_frames, options.top_k, options.threshold)
     stats = run_demo(model, source, task, loop)
     summary = {"model": str(options.model), "source": source.name, **stats.as_dict()}
