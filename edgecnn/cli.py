@@ -197,6 +197,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         threads=args.threads,
         delegate=args.delegate,
         device=args.device,
+        serve=args.serve,
         verbose=args.verbose,
     )
     summary = demo(options)
@@ -440,6 +441,11 @@ def build_parser() -> Parser:
     )
     p.add_argument("--save", help="write the annotated video here (.mp4)")
     p.add_argument("--no-display", action="store_true", help="no window (headless boards)")
+    p.add_argument(
+        "--serve",
+        metavar="[HOST:]PORT",
+        help="live view over HTTP: MJPEG stream, a page and stats (127.0.0.1 unless HOST is given; 0 picks a port)",
+    )
     p.add_argument("--max-frames", type=positive_int, dest="max_frames")
     p.add_argument("--top-k", type=positive_int, default=3, dest="top_k")
     p.add_argument("--threshold", type=float, default=0.4, help="detect: the lowest score drawn (default 0.4)")

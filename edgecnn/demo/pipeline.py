@@ -26,6 +26,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgecnn.demo.live import start_live_view
 from edgecnn.demo.overlay import draw_hud, draw_status
 from edgecnn.demo.sources import Source, SourceStatus
 from edgecnn.errors import EdgecnnError
@@ -96,6 +97,7 @@ class LoopOptions:
     max_frames: int | None = None
     top_k: int = 3  # classify: classes shown
     threshold: float = 0.4  # detect: lowest score drawn
+    serve: str | None = None  # PORT or HOST:PORT: the live view (MJPEG stream, page, stats) over HTTP
 
 
 def _put_latest(q: queue.Queue, item: Any) -> None:
@@ -200,6 +202,16 @@ def _infer(
     out.put(_STOP)
 
 
+def _live_stats(stats: DemoStats, fps: float, item: _Frame, task: Task) -> dict[str, Any]:
+    """What the live page shows: the running FPS, this frame's stage times and its result in words."""
+    return {
+        "frames": stats.frames + 1,
+        "fps": round(fps, 2),
+        "stages_ms": {stage: round(ms, 3) for stage, ms in item.ms.items()},
+        "result": task.describe(item.result),
+    }
+
+
 def _failed(failure: _Failure) -> EdgecnnError:
     error = failure.error
     if isinstance(error, EdgecnnError):  # already the one line a user needs (e.g. a camera that never came back)
@@ -235,6 +247,7 @@ def run_demo(
     ]
     stats = DemoStats()
     writer: cv2.VideoWriter | None = None
+    live = start_live_view(options.serve, Path(str(model.path)).name) if options.serve else None
     saving = atomic_path(save) if save else None
     tmp_path = saving.__enter__() if saving else None
     start = time.perf_counter()
@@ -262,6 +275,8 @@ def run_demo(
             frame = draw_hud(task.draw(item.image, item.result), fps, item.ms["invoke"])
             if on_frame:
                 on_frame(frame, item.result)
+            if live is not None:
+                live.publish(frame, _live_stats(stats, fps, item, task))
             t1 = time.perf_counter()
             item.ms["draw"] = (t1 - t0) * 1e3
             if tmp_path is not None:
@@ -298,6 +313,8 @@ def run_demo(
         for w in workers:
             w.join(timeout=2.0)
         source.close()
+        if live is not None:
+            live.close()
         if writer is not None:
             writer.release()
         if display:

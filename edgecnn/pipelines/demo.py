@@ -6,6 +6,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from edgecnn.demo.live import parse_address
 from edgecnn.demo.pipeline import LoopOptions, run_demo
 from edgecnn.demo.sources import DEFAULT_RETRIES, open_source
 from edgecnn.fileio import check_output_path
@@ -28,6 +29,7 @@ class DemoOptions:
     threads: int | None = None
     delegate: str = "xnnpack"
     device: str | None = None
+    serve: str | None = None  # PORT or HOST:PORT: the live view over HTTP (loopback unless a host is given)
     verbose: bool = False  # say which runtime and delegate run the model (stderr)
 
 
@@ -35,13 +37,17 @@ def demo(options: DemoOptions) -> dict[str, Any]:
     """Run the demo to its end; returns the summary (frames, FPS, inference time, where it saved)."""
     if options.save:
         check_output_path(options.save, "--save")
+    if options.serve:
+        parse_address(options.serve)  # a bad address fails before the model loads
     model = load_model(options.model, threads=options.threads, delegate=options.delegate, device=options.device)
     if options.verbose:
         print(f"runtime: {model.backend.name} {model.backend.version}, delegate {options.delegate}", file=sys.stderr)
     task = get_task(model.info.task if model.info else None)
     check_task(options.task, task.name, str(options.model))
     source = open_source(str(options.source), options.loop, options.max_retries)
-    loop = LoopOptions(options.save, not options.no_display, options.max_frames, options.top_k, options.threshold)
+    loop = LoopOptions(
+        options.save, not options.no_display, options.max_frames, options.top_k, options.threshold, options.serve
+    )
     stats = run_demo(model, source, task, loop)
     summary = {"model": str(options.model), "source": source.name, **stats.as_dict()}
     if options.save:

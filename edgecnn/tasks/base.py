@@ -76,7 +76,11 @@ class Task:
         raise NotImplementedError
 
     def draw(self, frame: np.ndarray, result: Any) -> np.ndarray:
-        """The task's overlay of :meth:`infer`'s result on the frame."""
+        """The task's overlay of :meth:`read`'s result on the frame."""
+        raise NotImplementedError
+
+    def describe(self, result: Any) -> list[str]:
+        """:meth:`read`'s result in words, one line each (the live view's stats)."""
         raise NotImplementedError
 
     def summary(self, result: dict[str, Any]) -> str:

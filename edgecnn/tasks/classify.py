@@ -54,3 +54,6 @@ class ClassifyTask(Task):
 
     def draw(self, frame: np.ndarray, result: Any) -> np.ndarray:
         return draw_classes(frame, result)
+
+    def describe(self, result: Any) -> list[str]:
+        return [f"{c.label} {c.score:.2f}" for c in result]

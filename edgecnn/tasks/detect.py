@@ -106,3 +106,6 @@ class DetectTask(Task):
 
     def draw(self, frame: np.ndarray, result: Any) -> np.ndarray:
         return draw_detections(frame, result)
+
+    def describe(self, result: Any) -> list[str]:
+        return [f"{d.label} {d.score:.2f} at {list(d.box)}" for d in result]

@@ -67,3 +67,8 @@ class SegmentTask(Task):
 
     def draw(self, frame: np.ndarray, result: Any) -> np.ndarray:
         return draw_segmentation(frame, result)
+
+    def describe(self, result: Any) -> list[str]:
+        ids, counts = np.unique(result.mask, return_counts=True)
+        share = counts / max(result.mask.size, 1)
+        return [f"{result.labels[i]} {100 * s:.0f}% of the frame" for i, s in zip(ids, share, strict=True) if i]
