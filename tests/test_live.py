@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -98,7 +99,7 @@ def test_slow_viewers_cost_the_loop_nothing(digits_run: Path, digits_clip: Path)
     published: list[float] = []
     original = view.publish
 
-    def timed(frame: np.ndarray, stats: dict) -> None:
+    def timed(frame: np.ndarray, stats: Callable[[], dict]) -> None:
         start = time.perf_counter()
         original(frame, stats)
         published.append(time.perf_counter() - start)
@@ -116,7 +117,7 @@ def test_slow_viewers_cost_the_loop_nothing(digits_run: Path, digits_clip: Path)
     for i in range(600):  # a 600-frame loop at about 300 FPS
         frame = frame.copy()
         frame[0, 0] = i % 256
-        view.publish(frame, {"frames": i})
+        view.publish(frame, lambda i=i: {"frames": i})
         time.sleep(1 / 300)
     loop_seconds = time.perf_counter() - start
     for viewer in viewers:

@@ -79,7 +79,7 @@ class LiveView:
         self._frame_id = 0
         self._jpeg = b""
         self._jpeg_id = 0
-        self._stats: dict[str, Any] = {"frames": 0, "fps": 0.0, "stages_ms": {}, "result": []}
+        self._stats: Callable[[], dict[str, Any]] = lambda: {"frames": 0, "fps": 0.0, "stages_ms": {}, "result": []}
         self.encoded = 0  # JPEGs made (at most one per published frame)
         self._changed = threading.Condition()
         self._encoding = threading.Lock()
@@ -99,8 +99,9 @@ class LiveView:
         return f"http://{self.host}:{self.port}/"
 
     # -- the demo loop's side: never waits on viewers -------------------------------------------------
-    def publish(self, frame: np.ndarray, stats: dict[str, Any]) -> None:
-        """Hand over the newest annotated frame (the loop does not touch it afterwards) and its stats."""
+    def publish(self, frame: np.ndarray, stats: Callable[[], dict[str, Any]]) -> None:
+        """Hand over the newest annotated frame (the loop does not touch it afterwards) and how to describe
+        it (called only when a viewer asks for the stats)."""
         with self._changed:
             self._frame, self._frame_id, self._stats = frame, self._frame_id + 1, stats
             self._changed.notify_all()
@@ -151,8 +152,8 @@ class LiveView:
                     self._send(PAGE.replace("MODEL", view.title).encode(), "text/html; charset=utf-8")
                 elif path == "/stats.json":
                     with view._changed:
-                        stats = dict(view._stats)
-                    self._send(json.dumps(stats).encode(), "application/json")
+                        describe = view._stats
+                    self._send(json.dumps(describe()).encode(), "application/json")
                 elif path == "/frame.jpg":
                     jpeg, _ = view._next_jpeg(0)
                     self._send(jpeg, "image/jpeg") if jpeg else self._send(b"no frame yet", "text/plain", 503)

@@ -14,6 +14,7 @@ and p90 of each, so a user sees which stage bounds the frame rate.
 
 from __future__ import annotations
 
+import functools
 import queue
 import sys
 import threading
@@ -202,10 +203,10 @@ def _infer(
     out.put(_STOP)
 
 
-def _live_stats(stats: DemoStats, fps: float, item: _Frame, task: Task) -> dict[str, Any]:
+def _live_stats(frames: int, fps: float, item: _Frame, task: Task) -> dict[str, Any]:
     """What the live page shows: the running FPS, this frame's stage times and its result in words."""
     return {
-        "frames": stats.frames + 1,
+        "frames": frames,
         "fps": round(fps, 2),
         "stages_ms": {stage: round(ms, 3) for stage, ms in item.ms.items()},
         "result": task.describe(item.result),
@@ -275,8 +276,8 @@ def run_demo(
             frame = draw_hud(task.draw(item.image, item.result), fps, item.ms["invoke"])
             if on_frame:
                 on_frame(frame, item.result)
-            if live is not None:
-                live.publish(frame, _live_stats(stats, fps, item, task))
+            if live is not None:  # the stats in words are made only when a viewer asks for them
+                live.publish(frame, functools.partial(_live_stats, stats.frames + 1, fps, item, task))
             t1 = time.perf_counter()
             item.ms["draw"] = (t1 - t0) * 1e3
             if tmp_path is not None:
