@@ -31,24 +31,23 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
 
 
-def positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number; use 1 or more") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; use 1 or more")
-    return number
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number; use {minimum} or more") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is not allowed; use {minimum} or more")
+        return number
+
+    return parse
 
 
-def non_negative_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number; use 0 or more") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; use 0 or more")
-    return number
+positive_int = whole_number(1)
+non_negative_int = whole_number(0)
 
 
 def positive_float(value: str) -> float:
