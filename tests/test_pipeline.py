@@ -333,9 +333,20 @@ def test_a_failing_demo_thread_ends_the_run_with_one_line(digits_run: Path, digi
     model = load_model(digits_run / "model_int8.tflite")
     out = tmp_path / "out.mp4"
     with pytest.raises(
-        EdgecnnError, match=r"^the demo's inference thread failed: ValueError: output is not a score vector$"
+        EdgecnnError, match=r"^the demo's postprocess failed: ValueError: output is not a score vector$"
     ):
         run_demo(model, open_source(str(digits_clip)), Broken(), LoopOptions(save=out, display=False))
+    assert list(tmp_path.iterdir()) == []
+
+    def invoke() -> None:
+        raise RuntimeError("tensor index out of range")
+
+    failing = load_model(digits_run / "model_int8.tflite")
+    failing.invoke = invoke  # type: ignore[method-assign]
+    with pytest.raises(
+        EdgecnnError, match=r"^the demo's inference thread failed: RuntimeError: tensor index out of range$"
+    ):
+        run_demo(failing, open_source(str(digits_clip)), None, LoopOptions(save=out, display=False))
     assert list(tmp_path.iterdir()) == []
 
     def frames() -> Iterator[np.ndarray]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.image import prepare
-from edgecnn.runtime.interpreter import TFLiteModel
+from edgecnn.runtime.interpreter import Outputs, TFLiteModel
 
 POSTPROCESS_OP = "TFLite_Detection_PostProcess"  # the custom op every detection .tflite ends in
 # signature output name -> role (the TF2 Object Detection API layout, which pycoral reads)
@@ -72,7 +72,8 @@ def _shapes_fit(shapes: dict[str, tuple[int, ...]]) -> bool:
 _LAYOUTS: weakref.WeakKeyDictionary[TFLiteModel, dict[str, int] | None] = weakref.WeakKeyDictionary()
 
 
-def _layout(model: TFLiteModel) -> dict[str, int] | None:
+def _layout(model: TFLiteModel | Outputs) -> dict[str, int] | None:
+    model = model.model if isinstance(model, Outputs) else model  # one layout per model, not per run
     if model not in _LAYOUTS:
         shapes = [tuple(int(d) for d in detail["shape"]) for detail in model.outputs]
         positions = _signature_positions(model)

@@ -198,6 +198,15 @@ class TFLiteModel:
         """Output ``i`` of the last run, dequantized to float32."""
         return dequantize(self.interpreter.get_tensor(self.outputs[i]["index"]), self.outputs[i])
 
+    def scores(self, i: int = 0) -> np.ndarray:
+        """Output ``i`` in an order-preserving form: the stored integers of a quantized output (its scale
+        is positive, so argmax and ranking are those of the real values) without a float conversion."""
+        return self.interpreter.get_tensor(self.outputs[i]["index"])
+
+    def snapshot(self) -> Outputs:
+        """The last run's outputs, copied: what the adapters read while the interpreter runs the next frame."""
+        return Outputs(self, [self.interpreter.get_tensor(d["index"]) for d in self.outputs])
+
     def predict(self, images: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Run each image of (N, H, W, C) and stack output 0: (N, ...)."""
         results = []
@@ -214,6 +223,25 @@ class TFLiteModel:
         for op in self.interpreter._get_ops_details():  # the public API has no op listing
             counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
         return counts
+
+
+class Outputs:
+    """One run's outputs of a :class:`TFLiteModel` (its stored tensors, copied), read like the model itself
+    (``output``, ``scores``; everything else is the model's), so the adapters decode a frame's results in one
+    thread while the interpreter runs the next frame in another."""
+
+    def __init__(self, model: TFLiteModel, values: list[np.ndarray]) -> None:
+        self.model = model
+        self._values = values
+
+    def output(self, i: int = 0) -> np.ndarray:
+        return dequantize(self._values[i], self.model.outputs[i])
+
+    def scores(self, i: int = 0) -> np.ndarray:
+        return self._values[i]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
 
 
 def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
