@@ -154,7 +154,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
-    from edgecnn.benchmarks.latency import format_table  # lazy: see above
+    from edgecnn.benchmarks.latency import format_table, format_undelegated  # lazy: see above
     from edgecnn.demo.pipeline import format_stages  # lazy: see above
     from edgecnn.pipelines.benchmark import BenchmarkOptions, benchmark  # lazy: see above
 
@@ -167,6 +167,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             print_json(result.as_dict())
     else:
         print(format_table(results))
+        if args.verbose:
+            for result in results:
+                print(format_undelegated(result))
         for result in results:
             if result.pipeline:
                 p = result.pipeline

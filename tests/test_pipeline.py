@@ -26,6 +26,7 @@ BENCH_KEYS = {
     "fps",
     "peak_rss_mb",
     "model_bytes",
+    "undelegated_ops",
 }
 
 
@@ -132,6 +133,18 @@ def test_benchmark_json_two_models(digits_run: Path) -> None:
         assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
         assert r["fps"] == pytest.approx(1000 / lat["mean"], rel=0.01)
         assert r["model_bytes"] == Path(r["model"]).stat().st_size and r["peak_rss_mb"] > 10
+
+
+def test_benchmark_verbose_names_the_ops_outside_xnnpack(digits_run: Path) -> None:
+    """LeNet-5 int8: XNNPACK leaves the uint8<->int8 QUANTIZE at the edges, int8 AVERAGE_POOL_2D and int8
+    SOFTMAX to the plain kernels (three partitions); float32 is delegated whole."""
+    models = [str(digits_run / "model_int8.tflite"), str(digits_run / "model_float32.tflite")]
+    rows = [json.loads(line) for line in run_cli("benchmark", *models, "--runs", "5", "--json").stdout.splitlines()]
+    assert rows[0]["undelegated_ops"] == ["QUANTIZE", "AVERAGE_POOL_2D", "AVERAGE_POOL_2D", "SOFTMAX", "QUANTIZE"]
+    assert rows[1]["undelegated_ops"] == []
+    text = run_cli("benchmark", *models, "--runs", "5", "-v").stdout.splitlines()
+    assert "model_int8.tflite: outside xnnpack: QUANTIZE x2, AVERAGE_POOL_2D x2, SOFTMAX x1 (plain kernels" in text[-2]
+    assert text[-1] == "model_float32.tflite: the xnnpack delegate runs every op"
 
 
 def test_benchmark_table_and_time_budget(digits_run: Path) -> None:

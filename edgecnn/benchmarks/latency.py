@@ -34,6 +34,7 @@ class BenchmarkResult:
     fps: float
     peak_rss_mb: float
     model_bytes: int
+    undelegated_ops: list[str]  # ops the delegate left to the plain kernels (each is a partition boundary)
     pipeline: dict[str, Any] | None = None  # the whole camera loop on a source (benchmark --source)
 
     def as_dict(self) -> dict[str, Any]:
@@ -133,7 +134,21 @@ def benchmark_model(
         fps=round(1e3 / stats["mean"], 2),
         peak_rss_mb=round(peak_rss_mb(), 1),
         model_bytes=Path(path).stat().st_size,
+        undelegated_ops=model.undelegated_ops() if delegate != "none" else [],
     )
+
+
+def format_undelegated(result: BenchmarkResult) -> str:
+    """One line: which ops the delegate left out, counted by type (``benchmark --verbose``)."""
+    if result.delegate == "none":
+        return f"{Path(result.model).name}: no delegate (--delegate none): every op runs on the plain kernels"
+    if not result.undelegated_ops:
+        return f"{Path(result.model).name}: the {result.delegate} delegate runs every op"
+    counts: dict[str, int] = {}
+    for op in result.undelegated_ops:
+        counts[op] = counts.get(op, 0) + 1
+    ops = ", ".join(f"{op} x{n}" for op, n in counts.items())
+    return f"{Path(result.model).name}: outside {result.delegate}: {ops} (plain kernels, between delegate partitions)"
 
 
 def format_table(results: list[BenchmarkResult]) -> str:

@@ -218,6 +218,27 @@ class TFLiteModel:
                 progress(1)
         return np.stack(results)
 
+    def undelegated_ops(self) -> list[str]:
+        """The ops the delegate left to the plain kernels, in graph order ([] when it took them all).
+
+        A delegate replaces each partition of the graph with one DELEGATE node whose inputs and outputs are
+        the partition's edges; the ops on a path from those inputs to those outputs are the partition.
+        (LiteRT's Python API shows the plan only through ``_get_ops_details``.)"""
+        ops = self.interpreter._get_ops_details()
+        delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+        producer = {int(t): op for op in ops if op["op_name"] != "DELEGATE" for t in op["outputs"]}
+        inside: set[int] = set()
+        for delegate in delegates:
+            edge = {int(t) for t in delegate["inputs"]}
+            todo = [int(t) for t in delegate["outputs"]]
+            while todo:
+                op = producer.get(todo.pop())
+                if op is None or op["index"] in inside:
+                    continue
+                inside.add(op["index"])
+                todo.extend(int(t) for t in op["inputs"] if int(t) >= 0 and int(t) not in edge)
+        return [op["op_name"] for op in ops if op["op_name"] != "DELEGATE" and op["index"] not in inside]
+
     def op_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for op in self.interpreter._get_ops_details():  # the public API has no op listing
