@@ -59,6 +59,16 @@ def load_image(path: Path, img_size: int, pixel_format: str) -> np.ndarray | Non
     return None if image is None else resize_image(image, img_size, pixel_format)
 
 
+def orphan_reports(folder: Path, annotations: dict[str, Path], images: dict[str, Path], what: str) -> list[str]:
+    """One report line per annotation file (label file, mask) whose image is missing, by relative stem."""
+    return [
+        f"{path.relative_to(folder).as_posix()}: no image images/{stem}.* for this {what} "
+        f"(skipped); add the image or delete the {what}"
+        for stem, path in annotations.items()
+        if stem not in images
+    ]
+
+
 def check_size_and_channels(img_size: int, channels: int | None) -> None:
     if img_size < MIN_IMG_SIZE:
         raise EdgecnnError(f"--img must be {MIN_IMG_SIZE} or more pixels, got {img_size}")

@@ -13,7 +13,15 @@ import cv2
 import numpy as np
 
 from edgecnn.data.base import SegmentationData
-from edgecnn.data.images import images_by_stem, read_image, resize_image, sorted_files, stack_images, warn_skipped
+from edgecnn.data.images import (
+    images_by_stem,
+    orphan_reports,
+    read_image,
+    resize_image,
+    sorted_files,
+    stack_images,
+    warn_skipped,
+)
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.segment import palette
 
@@ -124,12 +132,7 @@ def load_mask_folder(folder: Path, img_size: int, channels: int | None) -> Segme
             continue
         xs.append(resize_image(pixels, img_size))
         ys.append(cv2.resize(mask, (img_size, img_size), interpolation=cv2.INTER_NEAREST))
-    for stem, path in masks.items():
-        if stem not in images:
-            reports.append(
-                f"{path.relative_to(folder).as_posix()}: no image images/{stem}.* for this mask "
-                "(skipped); add the image or delete the mask"
-            )
+    reports += orphan_reports(folder, masks, images, "mask")
     warn_skipped(reports)
     if not xs:
         raise EdgecnnError(f"no usable image/mask pairs in {folder}; expected {LAYOUT}")

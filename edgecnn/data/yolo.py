@@ -14,7 +14,15 @@ import numpy as np
 import yaml
 
 from edgecnn.data.base import DetectionData
-from edgecnn.data.images import images_by_stem, read_image, resize_image, sorted_files, stack_images, warn_skipped
+from edgecnn.data.images import (
+    images_by_stem,
+    orphan_reports,
+    read_image,
+    resize_image,
+    sorted_files,
+    stack_images,
+    warn_skipped,
+)
 from edgecnn.errors import EdgecnnError
 
 EDGE_TOLERANCE = 1e-3  # normalized coordinates this far outside 0..1 are rounding, not a bad box
@@ -130,12 +138,7 @@ def load_yolo(folder: Path, img_size: int, channels: int | None) -> DetectionDat
         xs.append(resize_image(pixels, img_size))
         boxes.append(found[0])
         classes.append(found[1])
-    for stem, path in label_files.items():
-        if stem not in images:
-            reports.append(
-                f"{path.relative_to(folder).as_posix()}: no image images/{stem}.* for this label file "
-                "(skipped); add the image or delete the label file"
-            )
+    reports += orphan_reports(folder, label_files, images, "label file")
     warn_skipped(reports)
     if not xs:
         raise EdgecnnError(f"no usable images in {folder / 'images'}; put the images there and their .txt in labels/")
