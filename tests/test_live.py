@@ -138,7 +138,8 @@ def test_serve_addresses_and_the_cli(digits_run: Path, digits_clip: Path) -> Non
     result = run_cli("demo", "--model", model, "--source", str(digits_clip), "--no-display", "--serve", "0", "--json")
     assert result.returncode == 0, result.stderr
     assert "edgecnn demo: live view at http://127.0.0.1:" in result.stderr
-    assert json.loads(result.stdout)["frames"] == 30
+    summary = json.loads(result.stdout)
+    assert summary["frames"] == 30 and summary["live_jpegs"] == 0  # nobody watched: nothing encoded
     bad = run_cli("demo", "--model", model, "--source", str(digits_clip), "--no-display", "--serve", "99999")
     assert bad.returncode == 2 and "port 99999 is outside 0..65535" in bad.stderr
 

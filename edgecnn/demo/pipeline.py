@@ -56,6 +56,7 @@ class DemoStats:
     stage_ms: dict[str, list[float]] = field(default_factory=lambda: {stage: [] for stage in STAGES})
     latency_ms: list[float] = field(default_factory=list)  # capture -> written or shown, per frame
     events: list[str] = field(default_factory=list)  # what the source reported (camera lost, back)
+    jpegs: int | None = None  # live view: frames encoded for viewers (None: not serving)
     last: Any = None  # the last frame's result
 
     @property
@@ -80,6 +81,7 @@ class DemoStats:
             "stages_ms": {stage: percentiles(ms) for stage, ms in self.stage_ms.items() if ms},
             "latency_ms": percentiles(self.latency_ms) if self.latency_ms else {},
             **({"events": list(self.events)} if self.events else {}),
+            **({"live_jpegs": self.jpegs} if self.jpegs is not None else {}),
         }
 
 
@@ -343,6 +345,7 @@ def run_demo(
         cv2.setNumThreads(cv_threads)
         if live is not None:
             live.close()
+            stats.jpegs = live.encoded
         if writer is not None:
             writer.release()
         if display:
