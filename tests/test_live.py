@@ -17,7 +17,7 @@ import pytest
 from conftest import run_cli
 
 from edgecnn.demo.live import BOUNDARY, STREAM_FPS, LiveView, parse_address
-from edgecnn.demo.pipeline import DemoStats, LoopOptions, run_demo
+from edgecnn.demo.pipeline import LoopOptions, run_demo
 from edgecnn.demo.sources import open_source
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtime import load_model
@@ -142,7 +142,3 @@ def test_serve_addresses_and_the_cli(digits_run: Path, digits_clip: Path) -> Non
     assert summary["frames"] == 30 and summary["live_jpegs"] == 0  # nobody watched: nothing encoded
     bad = run_cli("demo", "--model", model, "--source", str(digits_clip), "--no-display", "--serve", "99999")
     assert bad.returncode == 2 and "port 99999 is outside 0..65535" in bad.stderr
-
-
-def test_demo_stats_default_has_every_stage() -> None:
-    assert set(DemoStats().stage_ms) == {"capture", "preprocess", "invoke", "postprocess", "draw", "write", "display"}
