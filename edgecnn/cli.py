@@ -139,6 +139,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     options = dataclasses.replace(options, **{k: v for k, v in flags.items() if v is not None})
     if args.no_eval:
         options = dataclasses.replace(options, evaluate=False)
+    if args.all_int8:
+        options = dataclasses.replace(options, all_int8=True)
     report = convert(args.model, args.output, options)
     print_json(report.as_dict()) if args.json else print(format_report(report))
     return 0
@@ -371,6 +373,12 @@ def build_parser() -> Parser:
         group.add_argument(f"--{name}", dest="format", action="store_const", const=name, help=fmt.help)
     p.add_argument("--config", help="YAML conversion recipe (e.g. convert/int8.yaml); flags override it")
     p.add_argument("--io", choices=IO_TYPES, help="int8 input/output type (default uint8)")
+    p.add_argument(
+        "--all-int8",
+        action="store_true",
+        dest="all_int8",
+        help="--int8: quantize every op, also those XNNPACK runs only in float (for NPUs and microcontrollers)",
+    )
     p.add_argument("--calib", help="calibration images: 'digits', a folder, or 'random' (default: run's val data)")
     p.add_argument("--calib-samples", type=positive_int, dest="calib_samples", help="default 200")
     p.add_argument("--data", help="evaluation data for the report (default: the model's own dataset)")

@@ -135,15 +135,21 @@ def test_benchmark_json_two_models(digits_run: Path) -> None:
         assert r["model_bytes"] == Path(r["model"]).stat().st_size and r["peak_rss_mb"] > 10
 
 
-def test_benchmark_verbose_names_the_ops_outside_xnnpack(digits_run: Path) -> None:
-    """LeNet-5 int8: XNNPACK leaves the uint8<->int8 QUANTIZE at the edges, int8 AVERAGE_POOL_2D and int8
-    SOFTMAX to the plain kernels (three partitions); float32 is delegated whole."""
-    models = [str(digits_run / "model_int8.tflite"), str(digits_run / "model_float32.tflite")]
+def test_benchmark_verbose_names_the_ops_outside_xnnpack(digits_run: Path, tmp_path: Path) -> None:
+    """LeNet-5 int8: XNNPACK leaves only the uint8<->int8 QUANTIZE at the edges and the final int8 SOFTMAX
+    (its average pools are exact depthwise convolutions); with --all-int8 the int8 AVERAGE_POOL_2D too.
+    float32 is delegated whole."""
+    strict = tmp_path / "strict.tflite"
+    converted = run_cli("convert", str(digits_run), "--int8", "--all-int8", "--no-eval", "-o", str(strict))
+    assert converted.returncode == 0, converted.stderr
+    models = [str(digits_run / "model_int8.tflite"), str(strict), str(digits_run / "model_float32.tflite")]
     rows = [json.loads(line) for line in run_cli("benchmark", *models, "--runs", "5", "--json").stdout.splitlines()]
-    assert rows[0]["undelegated_ops"] == ["QUANTIZE", "AVERAGE_POOL_2D", "AVERAGE_POOL_2D", "SOFTMAX", "QUANTIZE"]
-    assert rows[1]["undelegated_ops"] == []
+    assert rows[0]["undelegated_ops"] == ["QUANTIZE", "SOFTMAX", "QUANTIZE"]
+    assert rows[1]["undelegated_ops"] == ["QUANTIZE", "AVERAGE_POOL_2D", "AVERAGE_POOL_2D", "SOFTMAX", "QUANTIZE"]
+    assert rows[2]["undelegated_ops"] == []
     text = run_cli("benchmark", *models, "--runs", "5", "-v").stdout.splitlines()
-    assert "model_int8.tflite: outside xnnpack: QUANTIZE x2, AVERAGE_POOL_2D x2, SOFTMAX x1 (plain kernels" in text[-2]
+    assert "model_int8.tflite: outside xnnpack: QUANTIZE x2, SOFTMAX x1 (plain kernels" in text[-3]
+    assert "strict.tflite: outside xnnpack: QUANTIZE x2, AVERAGE_POOL_2D x2, SOFTMAX x1 (plain kernels" in text[-2]
     assert text[-1] == "model_float32.tflite: the xnnpack delegate runs every op"
 
 
@@ -298,7 +304,8 @@ def test_convert_reads_a_recipe_and_flags_override_it(digits_run: Path, tmp_path
     bad.write_text("format: int8\nbits: 4\n")
     result = run_cli("convert", str(digits_run / "model.keras"), "--config", str(bad), "-o", str(tmp_path / "b.tflite"))
     assert result.returncode == 2 and not (tmp_path / "b.tflite").exists()
-    assert result.stderr.startswith(f"edgecnn convert: error: unknown keys in {bad}: bits; valid keys: calib,")
+    unknown = f"edgecnn convert: error: unknown keys in {bad}: bits; valid keys: all_int8, calib,"
+    assert result.stderr.startswith(unknown)
 
 
 def test_demo_prints_the_stage_table(digits_run: Path, digits_clip: Path) -> None:

@@ -31,6 +31,7 @@ class Format:
     io_types: tuple[str, ...]  # allowed --io values; the first is the default
     configure: Configure
     after: After | None = None  # e.g. the Edge TPU check and compile of the int8 file
+    float_fallback: bool = False  # keep float the ops XNNPACK runs only in float (edgecnn.convert.xnnpack)
 
 
 FORMATS: dict[str, Format] = {}
@@ -43,9 +44,10 @@ def register_format(
     needs_calibration: bool = False,
     io_types: tuple[str, ...] = ("float32",),
     after: After | None = None,
+    float_fallback: bool = False,
 ) -> Callable[[Configure], Configure]:
     def wrap(fn: Configure) -> Configure:
-        FORMATS[name] = Format(name, suffix, help, needs_calibration, io_types, fn, after)
+        FORMATS[name] = Format(name, suffix, help, needs_calibration, io_types, fn, after, float_fallback)
         return fn
 
     return wrap
@@ -85,9 +87,10 @@ def _dynamic(converter: Any, io: str, calib: Any) -> None:
 @register_format(
     "int8",
     "_int8.tflite",
-    "full-integer int8, calibrated on real images (Edge TPU, fastest on CPUs)",
+    "int8, calibrated on real images, for CPUs: ops XNNPACK runs only in float stay float (--all-int8: none)",
     needs_calibration=True,
     io_types=("uint8", "int8", "float32"),
+    float_fallback=True,
 )
 def _int8(converter: Any, io: str, calib: Any) -> None:
     from edgecnn.keras_env import tf  # lazy: the CLI reads this table on the light install

@@ -15,6 +15,7 @@ import numpy as np
 
 from edgecnn.convert.calibration import representative_dataset
 from edgecnn.convert.formats import Format, get_format
+from edgecnn.convert.xnnpack import quantize_for_xnnpack
 from edgecnn.errors import EdgecnnError
 from edgecnn.keras_env import tf
 from edgecnn.quiet import native_stderr_silenced
@@ -56,12 +57,16 @@ def to_tflite(
     io: str | None,
     calib_images: np.ndarray | None,
     per_tensor: bool = False,
+    float_fallback: bool = False,
 ) -> bytes:
     """Convert a :class:`Graph` (or a Keras model, taken as it is) to ``fmt`` at batch 1.
 
     ``per_tensor`` quantizes each kernel with one scale instead of one per output channel: a clustered
     kernel then keeps exactly its N centroids as N int8 codes file-wide, which compresses better
     (LeNet-5, 16 clusters: gzip 44 -> 39 KB, measured).
+
+    ``float_fallback`` (calibrated formats): keep float the ops XNNPACK runs only in float
+    (:mod:`edgecnn.convert.xnnpack`), so the CPU runs the int8 graph as one delegate partition.
     """
     if isinstance(fmt, str):
         fmt, io = get_format(fmt, io)
@@ -80,7 +85,12 @@ def to_tflite(
         converter.inference_output_type = tf.float32
     # The converter exposes per-tensor quantization only through this attribute (no public flag).
     converter._experimental_disable_per_channel = per_tensor
-    return run_converter(converter, fmt.name)
+    if not (float_fallback and fmt.needs_calibration):
+        return run_converter(converter, fmt.name)
+    input_type, output_type = converter.inference_input_type, converter.inference_output_type
+    converter._experimental_calibrate_only = True  # the calibrated float model; quantized below
+    calibrated = run_converter(converter, fmt.name)
+    return quantize_for_xnnpack(calibrated, input_type, output_type, per_tensor)[0]
 
 
 def run_converter(converter: Any, fmt_name: str) -> bytes:

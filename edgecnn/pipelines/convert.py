@@ -19,6 +19,7 @@ import numpy as np
 from edgecnn.convert.calibration import calibration_images
 from edgecnn.convert.formats import get_format
 from edgecnn.convert.tflite import to_tflite
+from edgecnn.convert.xnnpack import exact_rewrites, float_ops
 from edgecnn.data.registry import model_split
 from edgecnn.edgetpu.compiler import format_convert_report
 from edgecnn.errors import EdgecnnError
@@ -38,6 +39,7 @@ class ConvertOptions:
     data: str | None = None  # evaluation data; None: the run's own dataset
     evaluate: bool = True
     task: str | None = None  # --task: optional, must agree with the model's record
+    all_int8: bool = False  # --all-int8: no float fallback for ops XNNPACK runs only in float
 
 
 @dataclass
@@ -49,6 +51,7 @@ class ConvertReport:
     inputs: list[dict[str, Any]]
     outputs: list[dict[str, Any]]
     ops: dict[str, int]
+    float_ops: dict[str, int] = field(default_factory=dict)  # ops of an int8 model kept float for XNNPACK
     calibration: str | None = None
     accuracy: dict[str, Any] = field(default_factory=dict)
     after: dict[str, Any] | None = None  # the format's step on the written file (Edge TPU check/compile)
@@ -83,7 +86,9 @@ def convert(model_path: str | os.PathLike, output: str | os.PathLike | None, opt
         )
 
     tflite_info = dataclasses.replace(info, quantization=fmt.name, extra={**info.extra, "io": io})
-    blob = embed_tflite_info(to_tflite(task.export_graph(model, info), fmt, io, calib_images), tflite_info)
+    fallback = fmt.float_fallback and not options.all_int8
+    graph = task.export_graph(exact_rewrites(model) if fallback else model, info)
+    blob = embed_tflite_info(to_tflite(graph, fmt, io, calib_images, float_fallback=fallback), tflite_info)
     write_bytes(out, blob)
     after = fmt.after(out) if fmt.after else None
 
@@ -96,6 +101,7 @@ def convert(model_path: str | os.PathLike, output: str | os.PathLike | None, opt
         inputs=[_tensor_summary(runner.input)],
         outputs=[_tensor_summary(d) for d in runner.outputs],
         ops=TFLiteModel(out, delegate="none").op_counts(),  # before delegation rewrites the graph
+        float_ops=float_ops(TFLiteModel(out, delegate="none")) if fmt.needs_calibration else {},
         calibration=calib_source,
         after=after.as_dict() if after is not None else None,
         after_text=format_convert_report(after) if after is not None else None,
@@ -153,6 +159,9 @@ def format_report(report: ConvertReport) -> str:
             lines.append(f"  {kind:6s} {t['name']}: {t['dtype']} {t['shape']}{quant}")
     total = sum(report.ops.values())
     lines.append(f"  ops    {total}: " + ", ".join(f"{k} x{v}" for k, v in sorted(report.ops.items())))
+    if report.float_ops:
+        kept = ", ".join(f"{k} x{v}" for k, v in sorted(report.float_ops.items()))
+        lines.append(f"  float  {kept} (XNNPACK runs them only in float; --all-int8 quantizes them too)")
     if report.calibration:
         lines.append(f"  calibration: {report.calibration}")
     a = report.accuracy

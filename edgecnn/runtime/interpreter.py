@@ -219,7 +219,12 @@ class TFLiteModel:
         return np.stack(results)
 
     def undelegated_ops(self) -> list[str]:
-        """The ops the delegate left to the plain kernels, in graph order ([] when it took them all).
+        """The ops the delegate left to the plain kernels, in graph order ([] when it took them all)."""
+        names = {op["index"]: op["op_name"] for op in self.interpreter._get_ops_details()}
+        return [names[i] for i in self.undelegated_op_indices()]
+
+    def undelegated_op_indices(self) -> list[int]:
+        """The indices of the ops the delegate left to the plain kernels, in graph order.
 
         A delegate replaces each partition of the graph with one DELEGATE node whose inputs and outputs are
         the partition's edges; the ops on a path from those inputs to those outputs are the partition.
@@ -237,7 +242,7 @@ class TFLiteModel:
                     continue
                 inside.add(op["index"])
                 todo.extend(int(t) for t in op["inputs"] if int(t) >= 0 and int(t) not in edge)
-        return [op["op_name"] for op in ops if op["op_name"] != "DELEGATE" and op["index"] not in inside]
+        return [op["index"] for op in ops if op["op_name"] != "DELEGATE" and op["index"] not in inside]
 
     def op_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
