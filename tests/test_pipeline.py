@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -201,6 +202,7 @@ def test_demo_classifies_images_correctly(digits_run: Path, tmp_path: Path) -> N
     for i in range(20):
         cv2.imwrite(str(tmp_path / f"{i:02d}.png"), cv2.resize(val.x[i], (128, 128)))
     seen: list[str] = []
+    interval = sys.getswitchinterval()
     stats = run_demo(
         load_model(digits_run / "model_int8.tflite"),
         open_source(str(tmp_path / "*.png")),
@@ -208,6 +210,7 @@ def test_demo_classifies_images_correctly(digits_run: Path, tmp_path: Path) -> N
         on_frame=lambda frame, result: seen.append(result[0].label),
     )
     assert stats.frames == 20
+    assert sys.getswitchinterval() == interval  # the loop's shorter GIL hand-over ends with it
     correct = sum(label == str(y) for label, y in zip(seen, val.y[:20], strict=True))
     assert correct >= 18, (seen, val.y[:20].tolist())
 

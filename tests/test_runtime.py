@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -67,3 +68,21 @@ def test_float_tensors_pass_through() -> None:
     detail = {"dtype": np.float32, "quantization": (0.0, 0)}
     x = np.array([0, 128, 255], np.uint8)
     assert rt.quantize(x, detail).tolist() == [0.0, 128.0, 255.0]
+
+
+def test_demo_resize_stays_within_a_level_of_area_averaging() -> None:
+    from skimage import data
+
+    from edgecnn.runtime.image import to_model_pixels
+
+    frame = cv2.resize(data.astronaut()[:, :, ::-1], (640, 480), interpolation=cv2.INTER_AREA)
+    exact = to_model_pixels(frame, (224, 224), "rgb")
+    fast = to_model_pixels(frame, (224, 224), "rgb", exact=False)
+    assert fast.shape == exact.shape == (224, 224, 3) and fast.dtype == np.uint8
+    diff = np.abs(fast.astype(int) - exact)
+    assert diff.mean() < 0.5 and diff.max() <= 16, (diff.mean(), diff.max())
+    assert not np.array_equal(fast, exact)  # the two-step path ran
+    small = frame[:400, :400]  # under twice the model's size: the exact path either way
+    np.testing.assert_array_equal(
+        to_model_pixels(small, (224, 224), "rgb", exact=False), to_model_pixels(small, (224, 224), "rgb")
+    )

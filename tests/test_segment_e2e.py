@@ -73,6 +73,23 @@ def test_overlays_draw_boxes_and_masks() -> None:
     assert (shown[10, 150] == expected).all()
     plain = np.full((120, 160, 3), 200, np.uint8)
     assert (draw_segmentation(plain.copy(), Segmentation(np.zeros_like(mask), ["bg", "a"])) == plain).all()
+    # A model-sized id map (60x80) for a 120x160 frame draws as its frame-sized mask does.
+    small = Segmentation(mask[::2, ::2].copy(), ["bg", "a", "b"], (120, 160))
+    np.testing.assert_array_equal(small.mask, mask)
+    drawn = draw_segmentation(np.full((120, 160, 3), 200, np.uint8), small)
+    np.testing.assert_array_equal(drawn, shown)
+    assert small.counts.tolist() == [50 * 60, 0, 30 * 60]
+
+
+def test_segmentation_is_described_by_class_share() -> None:
+    from edgecnn.runtime.segment import Segmentation
+    from edgecnn.tasks import get_task
+
+    ids = np.zeros((10, 20), np.uint8)
+    ids[:5, :5] = 1  # 12.5%
+    ids[:, 10:] = 2  # 50%
+    result = Segmentation(ids, ["bg", "cat", "dog"], (480, 640))
+    assert get_task("segment").describe(result) == ["cat 12% of the frame", "dog 50% of the frame"]
 
 
 # ------------------------------------------------------------------------------------------- errors

@@ -30,7 +30,6 @@ def draw_classes(frame: np.ndarray, classes: list[Class]) -> np.ndarray:
 # The VOC palette in BGR, computed once: entry 0 (black) is the segmentation background, and detection
 # class k (no background class) takes entry k + 1, so a class has the same colour in both views.
 PALETTE_BGR = np.ascontiguousarray(palette(256)[:, ::-1])
-_LUT = PALETTE_BGR.reshape(256, 1, 3)  # cv2.LUT's table: one BGR triple per uint8 class id
 
 
 def class_colour(class_id: int) -> tuple[int, int, int]:
@@ -57,12 +56,14 @@ def draw_detections(frame: np.ndarray, detections: list[Detection]) -> np.ndarra
 
 def draw_segmentation(frame: np.ndarray, seg: Segmentation, alpha: float = 0.5) -> np.ndarray:
     """Class colours blended over the frame (background left clear) and a legend of the classes present."""
-    mask = seg.mask  # (H, W) uint8 class ids
-    counts = np.bincount(mask.reshape(-1), minlength=len(seg.labels))
+    counts = seg.counts
     present = [i for i in np.flatnonzero(counts) if 0 < i < len(seg.labels)]
-    if counts[1:].any():  # OpenCV throughout: numpy's fancy indexing and masked assignment took 7.8 ms at 640x480
-        colours = cv2.LUT(cv2.merge([mask, mask, mask]), _LUT)
-        cv2.copyTo(cv2.addWeighted(frame, 1 - alpha, colours, alpha, 0), mask, frame)
+    if counts[1:].any():
+        # Colours at the id map's size, then one nearest-neighbour resize: at 640x480 from 224x224 this
+        # took 0.3 ms against 1.0 ms for colouring the frame-sized mask (numpy's masked assignment: 7.8 ms).
+        h, w = frame.shape[:2]
+        colours = cv2.resize(np.take(PALETTE_BGR, seg.ids, axis=0), (w, h), interpolation=cv2.INTER_NEAREST)
+        cv2.copyTo(cv2.addWeighted(frame, 1 - alpha, colours, alpha, 0), seg.mask, frame)
     scale = max(0.4, frame.shape[0] / 900)
     row = int(28 * scale) + 6
     for n, class_id in enumerate(present):

@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from edgecnn.demo.live import start_live_view
+from edgecnn.demo.memory import keep_frame_buffers
 from edgecnn.demo.overlay import draw_hud, draw_status
 from edgecnn.demo.sources import Source, SourceStatus
 from edgecnn.errors import EdgecnnError
@@ -42,6 +43,7 @@ from edgecnn.tasks import Task, get_task
 _STOP = object()
 
 
+SWITCH_INTERVAL_S = 0.0005  # the GIL hand-over bound while the loop runs (Python's default: 0.005)
 STAGES = ("capture", "preprocess", "invoke", "postprocess", "draw", "write", "display")
 
 
@@ -217,7 +219,7 @@ def _infer(
 def _preparer(model: TFLiteModel) -> Callable[[np.ndarray], np.ndarray]:
     """Frame -> the model's input pixels (resize and colour), run in the capture thread."""
     size, pixel_format = model.input_hw, model.pixel_format
-    return lambda frame: to_model_pixels(frame, size, pixel_format, "bgr")
+    return lambda frame: to_model_pixels(frame, size, pixel_format, "bgr", exact=False)
 
 
 def _live_stats(frames: int, fps: float, item: _Frame, task: Task) -> dict[str, Any]:
@@ -253,6 +255,11 @@ def run_demo(
     # cores: the loop's threads already overlap the stages, so OpenCV runs each call on its caller's thread.
     cv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
+    keep_frame_buffers()  # no page faults on every frame-sized buffer (edgecnn.demo.memory)
+    # A thread that wants the GIL waits up to the switch interval (5 ms by default) while another runs
+    # Python code: the inference thread, back from invoke, would sit idle for up to a frame's time.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     stop = threading.Event()
     frames_q: queue.Queue = queue.Queue(maxsize=2)
     results_q: queue.Queue = queue.Queue(maxsize=2)
@@ -343,6 +350,7 @@ def run_demo(
             w.join(timeout=2.0)
         source.close()
         cv2.setNumThreads(cv_threads)
+        sys.setswitchinterval(switch_interval)
         if live is not None:
             live.close()
             stats.jpegs = live.encoded

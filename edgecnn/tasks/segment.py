@@ -69,6 +69,5 @@ class SegmentTask(Task):
         return draw_segmentation(frame, result)
 
     def describe(self, result: Any) -> list[str]:
-        ids, counts = np.unique(result.mask, return_counts=True)
-        share = counts / max(result.mask.size, 1)
-        return [f"{result.labels[i]} {100 * s:.0f}% of the frame" for i, s in zip(ids, share, strict=True) if i]
+        share = result.counts / max(result.ids.size, 1)
+        return [f"{result.labels[i]} {100 * share[i]:.0f}% of the frame" for i in np.flatnonzero(share) if i]
