@@ -87,26 +87,29 @@ def main() -> None:
             "int8_undelegated": dict(Counter(undelegated)),
             "runtime": result.runtime,
             "threads": args.threads,
+            "rounds": args.rounds,
+            "runs": args.runs,
             "date": time.strftime("%Y-%m-%d"),
             "seconds": round(time.perf_counter() - start, 1),
         }
         print(f"   float32 {f32:.3f} ms  int8 {i8:.3f} ms  ratio {i8 / f32:.2f}  outside: {dict(Counter(undelegated))}")
         store.write_text(json.dumps(results, indent=1) + "\n")
     lines = [
-        "| classifier | input | float32 p50 ms | int8 p50 ms | int8 / float32 | int8 ops outside XNNPACK |",
-        "|---|---|---|---|---|---|",
+        "| classifier | input | float32 p50 ms | int8 p50 ms | int8 / float32 | int8 ops outside XNNPACK "
+        "| rounds x runs |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in sorted(results.values(), key=lambda r: -r["ratio"]):
         outside = ", ".join(f"{op} x{n}" for op, n in r["int8_undelegated"].items()) or "none"
         flag = " **slower**" if r["ratio"] > 1.0 else ""
         lines.append(
             f"| {r['arch']} | {r['size']} | {r['float32_p50_ms']:.3f} | {r['int8_p50_ms']:.3f} | "
-            f"{r['ratio']:.2f}{flag} | {outside} |"
+            f"{r['ratio']:.2f}{flag} | {outside} | {r.get('rounds', 3)} x {r.get('runs', 50)} |"
         )
     table = "\n".join(lines) + "\n"
     (RESULTS / "int8_every_classifier.md").write_text(
         f"<!-- {time.strftime('%Y-%m-%d')}: python benchmarks/int8_every_classifier.py, {args.threads} threads, "
-        f"median of {args.rounds} alternating rounds of {args.runs} runs -->\n\n{table}"
+        f"each row the median of its alternating rounds of float32 and int8 -->\n\n{table}"
     )
     print(table)
 
