@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn import __version__
+from edgecnn.config import MAX_IMG, MIN_IMG, SPLITS
 from edgecnn.edgetpu.ops import DEFAULT_RUNTIME
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.interpreter import DELEGATES
@@ -31,16 +33,17 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
 
 
-def whole_number(minimum: int) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least ``minimum``."""
+def whole_number(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum`` (and at most ``maximum``)."""
+    allowed = f"use {minimum}..{maximum}" if maximum is not None else f"use {minimum} or more"
 
     def parse(value: str) -> int:
         try:
             number = int(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number; use {minimum} or more") from None
-        if number < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is not allowed; use {minimum} or more")
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number; {allowed}") from None
+        if number < minimum or (maximum is not None and number > maximum):
+            raise argparse.ArgumentTypeError(f"{value} is not allowed; {allowed}")
         return number
 
     return parse
@@ -48,16 +51,43 @@ def whole_number(minimum: int) -> Callable[[str], int]:
 
 positive_int = whole_number(1)
 non_negative_int = whole_number(0)
+image_size = whole_number(MIN_IMG, MAX_IMG)
+# More interpreter threads than this only adds contention; far more crashed the interpreter (100000: SIGSEGV).
+thread_count = whole_number(1, 4 * (os.cpu_count() or 1))
+
+
+def number_in(low: float, high: float, low_open: bool = False, high_open: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number within [low, high] (either end open when asked)."""
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+    allowed = f"use a number in {left}{low:g}, {high:g}{right}"
+
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a number; {allowed}") from None
+        below = number <= low if low_open else number < low
+        above = number >= high if high_open else number > high
+        if not math.isfinite(number) or below or above:
+            raise argparse.ArgumentTypeError(f"{value} is not allowed; {allowed}")
+        return number
+
+    return parse
 
 
 def positive_float(value: str) -> float:
+    """A finite number above 0 (learning rates, temperatures, durations: nan and inf are refused)."""
     try:
         number = float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; use a positive number")
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number; use a finite positive number") from None
+    if not math.isfinite(number) or number <= 0:
+        raise argparse.ArgumentTypeError(f"{value} is not allowed; use a finite positive number")
     return number
+
+
+fraction = number_in(0.0, 1.0)  # score thresholds, loss weights
+open_fraction = number_in(0.0, 1.0, low_open=True, high_open=True)  # sparsity, validation share
 
 
 def parse_option(text: str) -> tuple[str, Any]:
@@ -149,7 +179,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from edgecnn.pipelines.evaluate import EvalOptions, evaluate, format_eval  # lazy: see above
 
-    options = EvalOptions(args.data, args.plots, args.task, args.threads, args.delegate, args.device)
+    options = EvalOptions(args.data, args.split, args.plots, args.task, args.threads, args.delegate, args.device)
     result = evaluate(args.model, options)
     print_json(result) if args.json else print(format_eval(result))
     return 0
@@ -237,10 +267,14 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         out=args.out,
     )
     config.steps()  # "nothing to do" before TensorFlow starts
+    from edgecnn.training.keras_io import check_keras_path  # lazy: see above
+
+    check_keras_path(args.model)  # missing or wrong files fail before any work
+    if args.distill_from:
+        check_keras_path(args.distill_from)
     if args.task:
         from edgecnn.metadata import read_keras_info  # lazy: see above
         from edgecnn.tasks import check_task  # lazy: see above
-        from edgecnn.training.keras_io import check_keras_path  # lazy: see above
 
         info = read_keras_info(check_keras_path(args.model))
         check_task(args.task, info.task if info else "classify", str(args.model))
@@ -301,7 +335,9 @@ def _task_option(p: argparse.ArgumentParser) -> None:
 
 
 def _runtime_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=positive_int, default=None, help="interpreter threads (default: all cores)")
+    p.add_argument(
+        "--threads", type=thread_count, default=None, help="interpreter threads (default: all cores; at most 4x cores)"
+    )
     p.add_argument(
         "--delegate",
         choices=DELEGATES,
@@ -338,13 +374,13 @@ def build_parser() -> Parser:
         "segment: 'shapes-seg' or a folder with images/ and masks/ (default: the task's built-in)",
     )
     _task_option(p)
-    p.add_argument("--img", type=positive_int, help="input height and width in pixels")
+    p.add_argument("--img", type=image_size, help=f"input height and width in pixels ({MIN_IMG}..{MAX_IMG})")
     p.add_argument("--channels", type=int, choices=(1, 3), help="1 (gray) or 3 (RGB); default: the data's")
     p.add_argument("--epochs", type=positive_int)
     p.add_argument("--batch", type=positive_int)
     p.add_argument("--lr", type=positive_float)
     p.add_argument("--seed", type=int)
-    p.add_argument("--val-fraction", type=float, dest="val_fraction")
+    p.add_argument("--val-fraction", type=open_fraction, dest="val_fraction", help="share held out, in (0, 1)")
     p.add_argument("--no-augment", action="store_true", help="no random shifts and zooms")
     p.add_argument(
         "--option",
@@ -389,7 +425,9 @@ def build_parser() -> Parser:
 
     p = command("optimize", cmd_optimize, "prune, cluster, quantization-aware training, distillation; compared")
     p.add_argument("model", help="a run folder or model.keras (its dataset is used for fine-tuning)")
-    p.add_argument("--prune", type=float, metavar="SPARSITY", help="magnitude pruning to this sparsity, e.g. 0.8")
+    p.add_argument(
+        "--prune", type=open_fraction, metavar="SPARSITY", help="magnitude pruning to this sparsity in (0, 1), e.g. 0.8"
+    )
     p.add_argument("--prune-schedule", choices=("polynomial", "constant"), default="polynomial", dest="prune_schedule")
     p.add_argument("--structured", choices=("2:4",), help="N:M structured sparsity (with --prune)")
     p.add_argument(
@@ -399,11 +437,11 @@ def build_parser() -> Parser:
         dest="prune_block",
         help="prune Dense kernels in blocks of N input weights (compresses better; e.g. 4)",
     )
-    p.add_argument("--cluster", type=positive_int, metavar="N", help="weight clustering to N clusters, e.g. 16")
+    p.add_argument("--cluster", type=whole_number(2), metavar="N", help="weight clustering to N clusters, e.g. 16")
     p.add_argument("--qat", action="store_true", help="quantization-aware training (keeps sparsity/clusters)")
     p.add_argument("--distill-from", dest="distill_from", metavar="TEACHER", help="teacher .keras or run folder")
     p.add_argument("--temperature", type=positive_float, default=4.0)
-    p.add_argument("--alpha", type=float, default=0.1, help="weight of the hard-label loss in distillation")
+    p.add_argument("--alpha", type=fraction, default=0.1, help="weight of the hard-label loss in distillation (0..1)")
     p.add_argument("--epochs", type=positive_int, default=4, help="fine-tuning epochs per step")
     p.add_argument("--distill-epochs", type=positive_int, dest="distill_epochs", help="default: the run's epochs")
     p.add_argument("--lr", type=positive_float, default=1e-4, help="fine-tuning learning rate")
@@ -414,6 +452,12 @@ def build_parser() -> Parser:
     p = command("eval", cmd_eval, "accuracy of a .keras or .tflite model on a dataset's validation split")
     p.add_argument("model")
     p.add_argument("--data", help="dataset (default: the one the model was trained on)")
+    p.add_argument(
+        "--split",
+        choices=SPLITS,
+        help="which images: val or train (the model's seeded split) or all; default: val of the model's own "
+        "dataset, all of any other (a test set)",
+    )
     p.add_argument("--plots", action="store_true", help="write a confusion-matrix PNG beside the model")
     _task_option(p)
     p.add_argument("--json", action="store_true")
@@ -421,7 +465,7 @@ def build_parser() -> Parser:
 
     p = command("benchmark", cmd_benchmark, "latency, FPS and memory of .tflite models (one table)")
     p.add_argument("models", nargs="+")
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--warmup", type=non_negative_int, default=10)
     p.add_argument("--runs", type=positive_int, default=100)
     p.add_argument("--seconds", type=positive_float, default=None, help="time budget instead of --runs")
     p.add_argument(
@@ -458,7 +502,7 @@ def build_parser() -> Parser:
     )
     p.add_argument("--max-frames", type=positive_int, dest="max_frames")
     p.add_argument("--top-k", type=positive_int, default=3, dest="top_k")
-    p.add_argument("--threshold", type=float, default=0.4, help="detect: the lowest score drawn (default 0.4)")
+    p.add_argument("--threshold", type=fraction, default=0.4, help="detect: the lowest score drawn (default 0.4)")
     _task_option(p)
     p.add_argument("--json", action="store_true")
     _runtime_options(p)
@@ -472,7 +516,9 @@ def build_parser() -> Parser:
         default=DEFAULT_RUNTIME,
         help=f"Edge TPU runtime version to check for (default {DEFAULT_RUNTIME}, the last public release)",
     )
-    p.add_argument("--img", type=positive_int, help="input size when MODEL is an architecture name (default: its own)")
+    p.add_argument(
+        "--img", type=image_size, help=f"input size when MODEL is an architecture name ({MIN_IMG}..{MAX_IMG})"
+    )
     p.add_argument("--channels", type=int, choices=(1, 3), default=3, help="for an architecture name")
     p.add_argument("--classes", type=positive_int, default=1000, help="for an architecture name")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -487,7 +533,7 @@ def build_parser() -> Parser:
 
     p = command("profile", cmd_profile, "per-layer shapes, params, MACs, receptive field and activation memory")
     p.add_argument("target", help="an architecture name (edgecnn archs) or a .keras model / run folder")
-    p.add_argument("--img", type=positive_int, help="input size for an architecture (default: its own)")
+    p.add_argument("--img", type=image_size, help=f"input size for an architecture ({MIN_IMG}..{MAX_IMG})")
     p.add_argument("--channels", type=int, choices=(1, 3), default=3)
     p.add_argument("--classes", type=positive_int, default=1000)
     p.add_argument("--int8", action="store_true", help="activation memory at 1 byte per element (default 4)")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -10,6 +13,10 @@ from typing import Any, TypeVar
 import yaml
 
 from edgecnn.errors import EdgecnnError
+
+SPLITS = ("val", "train", "all")  # the parts of a dataset a model is measured on (edgecnn.data.registry)
+SPLIT_WORDS = {"val": "validation images", "train": "training images", "all": "images (the whole set)"}
+MIN_IMG, MAX_IMG = 16, 2048  # input sizes edgecnn trains and profiles (an architecture may need more)
 
 
 @dataclass
@@ -36,8 +43,14 @@ class TrainConfig:
         for name in ("epochs", "batch"):
             if getattr(self, name) < 1:
                 raise EdgecnnError(f"--{name} must be 1 or more, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise EdgecnnError(f"--lr must be positive, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise EdgecnnError(f"--lr must be a finite positive number, got {self.lr}")
+        if not MIN_IMG <= self.img <= MAX_IMG:
+            raise EdgecnnError(f"--img must be {MIN_IMG}..{MAX_IMG} pixels, got {self.img}")
+        if not 0 < self.val_fraction < 1:
+            raise EdgecnnError(f"--val-fraction must be between 0 and 1 (exclusive), got {self.val_fraction}")
+        if not (math.isfinite(self.fine_tune_lr_factor) and self.fine_tune_lr_factor > 0):
+            raise EdgecnnError(f"fine_tune_lr_factor must be a finite positive number, got {self.fine_tune_lr_factor}")
         if self.fine_tune_epochs is not None and self.fine_tune_epochs < 1:
             raise EdgecnnError(f"--fine-tune-epochs must be 1 or more, got {self.fine_tune_epochs}")
         if self.channels not in (None, 1, 3):
@@ -52,16 +65,69 @@ T = TypeVar("T")
 
 
 def load_config(path: str | Path, cls: type[T]) -> T:
-    """Read a YAML recipe into the options dataclass ``cls`` (safe_load; unknown keys are an error, not ignored)."""
+    """Read a YAML recipe into the options dataclass ``cls``: safe_load, every key known, every value of its
+    field's type; a problem is one line naming the file, the line and the fix."""
     path = Path(path)
     if not path.is_file():
         raise EdgecnnError(f"config file not found: {path}")
-    raw = yaml.safe_load(path.read_text()) or {}
+    try:
+        text = path.read_text(encoding="utf-8")
+        raw = yaml.safe_load(text)
+        node = yaml.compose(text)
+    except UnicodeDecodeError as exc:
+        raise EdgecnnError(f"{path} is not a UTF-8 text file ({exc.reason}); give a YAML recipe") from exc
+    except yaml.YAMLError as exc:  # syntax errors, and tags safe_load refuses (!!python/object ...)
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise EdgecnnError(f"{where}: not valid YAML ({problem}); fix the file (plain keys and values only)") from exc
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise EdgecnnError(f"{path}: a recipe is a mapping of keys to values, got a {type(raw).__name__}")
+    lines = _key_lines(node)
     known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(raw) - known)
+    unknown = sorted(str(k) for k in set(raw) - known)
     if unknown:
         raise EdgecnnError(f"unknown keys in {path}: {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
+    hints = typing.get_type_hints(cls)
+    for key, value in raw.items():
+        expected = _type_name(hints[key], value)
+        if expected:
+            raise EdgecnnError(f"{path}:{lines.get(key, 1)}: {key}: expected {expected}, got {value!r}; fix the value")
     return cls(**raw)
+
+
+def _key_lines(node: Any) -> dict[str, int]:
+    """The line (1-based) of each top-level key of a composed YAML mapping."""
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+
+
+_NAMES = {int: "a whole number", float: "a number", bool: "true or false", str: "text", dict: "a mapping"}
+
+
+def _type_name(hint: Any, value: Any) -> str:
+    """'' when ``value`` fits the field type ``hint``; else what the field expects, in words."""
+    options = (
+        typing.get_args(hint)
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+        else (hint,)
+    )
+    for option in options:
+        base = typing.get_origin(option) or option
+        if option is type(None) and value is None:
+            return ""
+        if base is Any:
+            return ""
+        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return "" if math.isfinite(value) else "a finite number"
+        if base is int and isinstance(value, int) and not isinstance(value, bool):
+            return ""
+        if base in (bool, str, dict, list) and isinstance(value, base):
+            return ""
+    words = [_NAMES.get(typing.get_origin(o) or o, "nothing (null)" if o is type(None) else str(o)) for o in options]
+    return " or ".join(words)
 
 
 def load_train_config(path: str | Path) -> TrainConfig:

@@ -65,8 +65,9 @@ def test_empty_and_unreadable_data_folder(tmp_path: Path) -> None:
     (tmp_path / "junk" / "cat").mkdir(parents=True)
     (tmp_path / "junk" / "cat" / "a.jpg").write_bytes(b"broken")
     result = run_cli("train", "--data", str(tmp_path / "junk"), "--out", str(tmp_path / "r2"))
-    assert_one_line_error(result, f"no readable images in {tmp_path / 'junk'}")
-    assert f"skipped unreadable image: {tmp_path / 'junk' / 'cat' / 'a.jpg'}" in result.stderr
+    assert_one_line_error(
+        result, f"no readable images in {tmp_path / 'junk'} (1 unreadable, e.g. {tmp_path / 'junk' / 'cat' / 'a.jpg'})"
+    )
 
 
 def test_calibration_folder_without_images(digits_run: Path, tmp_path: Path) -> None:
@@ -103,7 +104,7 @@ def test_camera_that_does_not_open(digits_run: Path) -> None:
 
 def test_threads_zero() -> None:
     assert_one_line_error(
-        run_cli("benchmark", "m.tflite", "--threads", "0"), "argument --threads: 0 is not allowed; use 1 or more"
+        run_cli("benchmark", "m.tflite", "--threads", "0"), "argument --threads: 0 is not allowed; use 1.."
     )
 
 

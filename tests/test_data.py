@@ -36,8 +36,8 @@ def test_image_folder_reports_unreadable_files(image_folder: Path, capsys) -> No
     assert split.train.labels == ["astronaut", "coffee"]
     assert len(split.train) + len(split.val) == 12
     assert split.train.x.shape[1:] == (48, 48, 3) and split.train.pixel_format == "rgb"
-    assert split.train.skipped == [str(image_folder / "coffee" / "broken.jpg")]
-    assert f"skipped unreadable image: {image_folder / 'coffee' / 'broken.jpg'}" in capsys.readouterr().err
+    assert split.train.skipped == [f"skipped unreadable image: {image_folder / 'coffee' / 'broken.jpg'}"]
+    assert capsys.readouterr().err == ""  # reported by the caller once the data is known to be usable
 
 
 def test_image_folder_colours_are_rgb(image_folder: Path) -> None:

@@ -116,7 +116,15 @@ def create(
     h, w = (size, size) if isinstance(size, int) else size
     inputs = keras.Input(shape=(h, w, channels), name="pixels")
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(inputs)
-    built = spec.builder(x, num_classes, **options)
+    try:
+        built = spec.builder(x, num_classes, **options)
+    except ValueError as exc:  # Keras: a layer's output would have no pixels left (negative dimension)
+        if "negative" not in str(exc).lower() and "exception encountered when calling layer" not in str(exc).lower():
+            raise
+        raise EdgecnnError(
+            f"{name} cannot take a {h}x{w} input: its downsampling leaves no pixels; use a larger --img "
+            f"(its default is {spec.default_size})"
+        ) from exc
     if not isinstance(built, Built):
         built = Built(built, {})
     model = keras.Model(inputs, built.outputs, name=name)

@@ -33,6 +33,13 @@ class ImageData:
         index = positions(index)
         return ImageData(self.x[index], self.y[index], self.labels, self.pixel_format)
 
+    def training_problem(self) -> str | None:
+        """Why this set cannot train a classifier (one class scores "100%" and learns nothing), or None."""
+        present = sorted({self.labels[int(i)] for i in np.unique(self.y)})
+        if len(present) < 2:
+            return f"only {len(present)} class with images ({', '.join(present)}); a classifier needs 2 or more"
+        return None
+
 
 @dataclass
 class DetectionData:
@@ -61,6 +68,12 @@ class DetectionData:
         boxes, classes = [self.boxes[i] for i in index], [self.classes[i] for i in index]
         return DetectionData(self.x[index], boxes, classes, self.labels, self.pixel_format)
 
+    def training_problem(self) -> str | None:
+        """Why this set cannot train a detector (no box to learn from), or None."""
+        if not sum(len(b) for b in self.boxes):
+            return f"no valid box in {len(self)} images; check the annotations (the warnings above say why)"
+        return None
+
 
 @dataclass
 class SegmentationData:
@@ -85,6 +98,12 @@ class SegmentationData:
         """The images at ``index`` (integer positions), copied; ``skipped`` stays with the whole set."""
         index = positions(index)
         return SegmentationData(self.x[index], self.masks[index], self.labels, self.pixel_format)
+
+    def training_problem(self) -> str | None:
+        """Why this set cannot train a segmenter (no pixel of any class but background), or None."""
+        if not np.any((self.masks > 0) & (self.masks != 255)):
+            return f"no mask pixel of any class but background in {len(self)} images; check the masks"
+        return None
 
 
 @dataclass

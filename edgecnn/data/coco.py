@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.data.base import DetectionData
-from edgecnn.data.images import read_image, resize_image, stack_images, warn_skipped
+from edgecnn.data.images import read_image, resize_image, stack_images
 from edgecnn.errors import EdgecnnError
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
@@ -294,7 +294,6 @@ def load_coco(folder: Path, img_size: int, channels: int | None) -> DetectionDat
         xs += file_xs
         boxes += file_boxes
         classes += file_classes
-    warn_skipped(reports)
     if not xs:
         raise EdgecnnError(f'no usable images in {folder}; put the files named in the JSON\'s "images" under images/')
     x, pixel_format = stack_images(xs, channels)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +23,11 @@ def load_folder(folder: Path, img_size: int, channels: int | None = None) -> Ima
         for path in list_images(folder / name):
             image = load_image(path, img_size, pixel_format)
             if image is None:
-                skipped.append(str(path))
+                skipped.append(f"skipped unreadable image: {path}")
                 continue
             xs.append(image)
             ys.append(label)
-    for path in skipped:
-        print(f"warning: skipped unreadable image: {path}", file=sys.stderr)
     if not xs:
-        raise EdgecnnError(f"no readable images in {folder}; add .jpg/.png files to its class subfolders")
+        first = f" ({len(skipped)} unreadable, e.g. {skipped[0].split(': ', 1)[1]})" if skipped else ""
+        raise EdgecnnError(f"no readable images in {folder}{first}; add .jpg/.png files to its class subfolders")
     return ImageData(np.stack(xs), np.asarray(ys, np.int64), classes, pixel_format, skipped)

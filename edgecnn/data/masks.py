@@ -20,7 +20,6 @@ from edgecnn.data.images import (
     resize_image,
     sorted_files,
     stack_images,
-    warn_skipped,
 )
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.segment import palette
@@ -101,6 +100,7 @@ def load_mask_folder(folder: Path, img_size: int, channels: int | None) -> Segme
         if p.suffix.lower() == ".png"
     }
     xs, ys, reports = [], [], []
+    counts = np.zeros(256, np.int64)  # pixels per class id, in the masks as drawn (before any resize)
     for stem, image_path in images.items():
         image_rel = image_path.relative_to(folder).as_posix()
         if stem not in masks:
@@ -130,15 +130,35 @@ def load_mask_folder(folder: Path, img_size: int, channels: int | None) -> Segme
                 f"{pixels.shape[1]}x{pixels.shape[0]} (skipped); masks must match their image's size"
             )
             continue
+        counts += np.bincount(mask.reshape(-1), minlength=256)[:256]
         xs.append(resize_image(pixels, img_size))
         ys.append(cv2.resize(mask, (img_size, img_size), interpolation=cv2.INTER_NEAREST))
     reports += orphan_reports(folder, masks, images, "mask")
-    warn_skipped(reports)
     if not xs:
         raise EdgecnnError(f"no usable image/mask pairs in {folder}; expected {LAYOUT}")
     y = np.stack(ys)
     if names is None:
-        top = int(y[y != IGNORE].max(initial=0))
-        names = ["background"] + [f"class{i}" for i in range(1, top + 1)]
+        names = _names_from_counts(folder, counts)
     x, pixel_format = stack_images(xs, channels)
     return SegmentationData(x, y, names, pixel_format, reports)
+
+
+STRAY_SHARE = 0.001  # a top class id on fewer than 0.1% of the labelled pixels, far above the rest: a stray value
+
+
+def _names_from_counts(folder: Path, counts: np.ndarray) -> list[str]:
+    """Class names 0..top when no labels file names them. A top id that sits alone far above the others on
+    a few pixels (one pixel of 200 beside 0..2) is refused: it would make a 201-class segmenter without a
+    word. Sparse ids in real use (VOC palette masks showing classes 1 and 15) are kept."""
+    counts = counts.copy()
+    counts[IGNORE] = 0
+    used = np.flatnonzero(counts)
+    top = int(used.max(initial=0))
+    below = used[used < top]
+    next_id = int(below.max(initial=0))
+    if top - next_id > 1 and counts[top] < STRAY_SHARE * counts.sum():
+        raise EdgecnnError(
+            f"{folder}/masks: class id {top} is on {int(counts[top])} pixels only, far above the next id "
+            f"{next_id}: a stray mask value? fix the masks, or add labels.txt naming every class"
+        )
+    return ["background"] + [f"class{i}" for i in range(1, top + 1)]

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgecnn.config import SPLITS
 from edgecnn.data.base import Split
 from edgecnn.data.coco import load_coco
 from edgecnn.data.digits import load_digits
 from edgecnn.data.folder import load_folder
-from edgecnn.data.images import check_size_and_channels, set_channels
+from edgecnn.data.images import check_size_and_channels, set_channels, warn_skipped
 from edgecnn.data.masks import load_mask_folder
 from edgecnn.data.shapes import shapes, shapes_seg
 from edgecnn.data.yolo import load_yolo
@@ -51,13 +52,21 @@ BUILTINS: dict[str, Builtin] = {
     )
 }
 
+# What only a layout's own datasets have (the catch-all layouts match any folder).
+SPECIFIC: dict[str, Callable[[Path], bool]] = {
+    "yolo": lambda f: (f / "labels").is_dir() and (f / "images").is_dir(),
+    "coco": lambda f: (f / "annotations").is_dir() and bool(list((f / "annotations").glob("*.json"))),
+    "masks": lambda f: (f / "masks").is_dir() and (f / "images").is_dir(),
+}
+
+
 # Tried in order for a folder given to a task; the first that matches reads it.
 LAYOUTS: tuple[Layout, ...] = (
     Layout(
         "yolo",
         "detect",
         "YOLO: images/ + labels/ with one .txt per image + data.yaml or classes.txt",
-        lambda f: (f / "labels").is_dir() and (f / "images").is_dir(),
+        SPECIFIC["yolo"],
         load_yolo,
     ),
     Layout(
@@ -95,7 +104,11 @@ def _layouts(task: str) -> list[Layout]:
 
 
 def load_data(spec: str, task: str, img_size: int, channels: int | None = None) -> Any:
-    """The whole dataset ``spec`` (a built-in name or a folder) as ``task``'s container at ``img_size``."""
+    """The whole dataset ``spec`` (a built-in name or a folder) as ``task``'s container at ``img_size``.
+
+    What the loader could not use is in the container's ``skipped`` (file, line, why, fix), not printed:
+    the caller shows it once it knows the data is usable (:func:`edgecnn.data.images.warn_skipped`), or
+    names the first of it in the error that refuses the data."""
     check_size_and_channels(img_size, channels)
     if spec in BUILTINS and BUILTINS[spec].task == task:
         data = BUILTINS[spec].load(img_size)
@@ -109,6 +122,12 @@ def load_data(spec: str, task: str, img_size: int, channels: int | None = None) 
             f"{_NOUN[task]}dataset not found: {spec!r}; use a built-in name ({names}) or a folder with "
             + " or ".join(layout.describe for layout in layouts)
         )
+    foreign = _foreign_layout(folder, task)
+    if foreign:
+        raise EdgecnnError(
+            f"{folder} looks like a {foreign.name.upper()} {foreign.task} dataset ({foreign.describe}), not a "
+            f"{_NOUN[task]}dataset; expected " + " or ".join(layout.describe for layout in layouts)
+        )
     for layout in layouts:
         if layout.matches(folder):
             return layout.load(folder, img_size, channels)
@@ -116,6 +135,16 @@ def load_data(spec: str, task: str, img_size: int, channels: int | None = None) 
         f"{folder} is neither a {' nor a '.join(lt.name.upper() for lt in layouts)} dataset; expected "
         + "; ".join(layout.describe for layout in layouts)
     )
+
+
+def _foreign_layout(folder: Path, task: str) -> Layout | None:
+    """The layout of another task that ``folder`` clearly has (a COCO folder given to a classifier would
+    otherwise be read as the classes 'annotations' and 'images')."""
+    own = {layout.name for layout in _layouts(task)}
+    for layout in LAYOUTS:
+        if layout.name not in own and layout.name in SPECIFIC and SPECIFIC[layout.name](folder):
+            return layout
+    return None
 
 
 def load_split(
@@ -137,7 +166,7 @@ def model_split(info: ModelInfo, data: str | None = None) -> Split:
         raise EdgecnnError(
             f"the model does not record its dataset; pass --data {default_data(info.task)} or --data DIR"
         )
-    return load_split(
+    split = load_split(
         spec,
         info.task,
         info.input_size[0],
@@ -145,3 +174,27 @@ def model_split(info: ModelInfo, data: str | None = None) -> Split:
         info.data.get("seed", 0),
         info.data.get("val_fraction", 0.2),
     )
+    warn_skipped(split.train.skipped)
+    return split
+
+
+def model_data(info: ModelInfo, data: str | None = None, split: str | None = None) -> tuple[Any, str]:
+    """The images to measure a model on, and which part of ``data`` they are.
+
+    Default: the validation split of the dataset the model was trained on (what it never trained on);
+    any other dataset is a test set and is taken whole (``split`` 'all'). ``split`` picks explicitly:
+    'val' or 'train' (the model's seeded split of that data) or 'all'.
+    """
+    own = info.data.get("spec")
+    spec = data or own
+    if split is not None and split not in SPLITS:
+        raise EdgecnnError(f"--split {split!r} is not one of {', '.join(SPLITS)}")
+    split = split or ("val" if spec == own else "all")
+    if split == "all":
+        if not spec:
+            raise EdgecnnError(f"the model does not record its dataset; pass --data {default_data(info.task)} or DIR")
+        whole = load_data(spec, info.task, info.input_size[0], info.channels)
+        warn_skipped(whole.skipped)
+        return whole, split
+    halves = model_split(info, data)
+    return (halves.val if split == "val" else halves.train), split

@@ -21,7 +21,6 @@ from edgecnn.data.images import (
     resize_image,
     sorted_files,
     stack_images,
-    warn_skipped,
 )
 from edgecnn.errors import EdgecnnError
 
@@ -139,7 +138,6 @@ def load_yolo(folder: Path, img_size: int, channels: int | None) -> DetectionDat
         boxes.append(found[0])
         classes.append(found[1])
     reports += orphan_reports(folder, label_files, images, "label file")
-    warn_skipped(reports)
     if not xs:
         raise EdgecnnError(f"no usable images in {folder / 'images'}; put the images there and their .txt in labels/")
     x, pixel_format = stack_images(xs, channels)

@@ -44,6 +44,7 @@ _STOP = object()
 
 
 SWITCH_INTERVAL_S = 0.0005  # the GIL hand-over bound while the loop runs (Python's default: 0.005)
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi")  # containers OpenCV's mp4v writer fills everywhere
 STAGES = ("capture", "preprocess", "invoke", "postprocess", "draw", "write", "display")
 
 
@@ -319,6 +320,8 @@ def run_demo(
                 if writer is None:
                     h, w = frame.shape[:2]
                     writer = cv2.VideoWriter(str(tmp_path), cv2.VideoWriter_fourcc(*"mp4v"), source.fps, (w, h))
+                    if not writer.isOpened():
+                        raise EdgecnnError(f"OpenCV cannot write video to {save}; use a .mp4 or .avi path")
                 writer.write(frame)
                 t2 = time.perf_counter()
                 item.ms["write"], t1 = (t2 - t1) * 1e3, t2

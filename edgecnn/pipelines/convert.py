@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.config import SPLIT_WORDS
 from edgecnn.convert.calibration import calibration_images
 from edgecnn.convert.formats import get_format
 from edgecnn.convert.tflite import to_tflite
 from edgecnn.convert.xnnpack import exact_rewrites, float_ops
-from edgecnn.data.registry import model_split
+from edgecnn.data.registry import model_data
 from edgecnn.edgetpu.compiler import format_convert_report
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import check_output_path, write_bytes
@@ -71,14 +72,19 @@ def default_output(model_path: Path, fmt_suffix: str) -> Path:
 def convert(model_path: str | os.PathLike, output: str | os.PathLike | None, options: ConvertOptions) -> ConvertReport:
     model_path = check_keras_path(model_path)
     fmt, io = get_format(options.format, options.io)
-    out = check_output_path(output or default_output(model_path, fmt.suffix), "output")
+    out = check_output_path(output or default_output(model_path, fmt.suffix), "output", (".tflite",), (model_path,))
     if options.calib_samples < 1:
         raise EdgecnnError(f"--calib-samples must be 1 or more, got {options.calib_samples}")
     model, info = load_keras(model_path)
     info = info or _info_from_model(model)
     task = get_task(info.task)
     check_task(options.task, task.name, str(model_path))
-    val = model_split(info, options.data).val if (options.data or info.data.get("spec")) else None
+    val, part = model_data(info, options.data) if (options.data or info.data.get("spec")) else (None, None)
+    if val is not None and list(val.labels) != list(info.labels):  # before any file is written
+        raise EdgecnnError(
+            f"--data {options.data} has classes {list(val.labels)[:5]} but the model was trained on "
+            f"{list(info.labels)[:5]}; give data with the model's classes"
+        )
     calib_images, calib_source = None, None
     if fmt.needs_calibration:
         calib_images, calib_source = calibration_images(
@@ -111,6 +117,7 @@ def convert(model_path: str | os.PathLike, output: str | os.PathLike | None, opt
         t = task.evaluate_tflite(runner, val)
         report.accuracy = {
             "images": int(len(val)),
+            "split": part,
             "metric": task.metric,
             "metric_title": task.metric_title,
             "keras": k[task.metric],
@@ -168,7 +175,7 @@ def format_report(report: ConvertReport) -> str:
     if a:
         agreement = "".join(f", {k.replace('_', ' ')} {100 * v:.1f}%" for k, v in a.items() if k.endswith("agreement"))
         lines.append(
-            f"  {a['metric_title']} on {a['images']} validation images: keras {100 * a['keras']:.2f}%  "
+            f"  {a['metric_title']} on {a['images']} {SPLIT_WORDS[a['split']]}: keras {100 * a['keras']:.2f}%  "
             f"tflite {100 * a['tflite']:.2f}%  ({a['delta_points']:+.2f} points{agreement})"
         )
     if report.after_text:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgecnn.demo.live import parse_address
-from edgecnn.demo.pipeline import LoopOptions, run_demo
+from edgecnn.demo.pipeline import VIDEO_SUFFIXES, LoopOptions, run_demo
 from edgecnn.demo.sources import DEFAULT_RETRIES, open_source
 from edgecnn.fileio import check_output_path
 from edgecnn.runtime.interpreter import load_model
@@ -36,7 +36,7 @@ class DemoOptions:
 def demo(options: DemoOptions) -> dict[str, Any]:
     """Run the demo to its end; returns the summary (frames, FPS, inference time, where it saved)."""
     if options.save:
-        check_output_path(options.save, "--save")
+        check_output_path(options.save, "--save", VIDEO_SUFFIXES, inputs=(options.model, options.source))
     if options.serve:
         parse_address(options.serve)  # a bad address fails before the model loads
     model = load_model(options.model, threads=options.threads, delegate=options.delegate, device=options.device)

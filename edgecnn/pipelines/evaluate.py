@@ -14,7 +14,8 @@ import numpy as np
 from tqdm import tqdm
 
 from edgecnn.benchmarks.accuracy import confusion_png
-from edgecnn.data.registry import model_split
+from edgecnn.config import SPLIT_WORDS
+from edgecnn.data.registry import model_data
 from edgecnn.errors import EdgecnnError
 from edgecnn.metadata import ModelInfo
 from edgecnn.runtime.interpreter import load_model
@@ -24,6 +25,7 @@ from edgecnn.tasks import check_task, get_task
 @dataclass(frozen=True)
 class EvalOptions:
     data: str | None = None  # None: the dataset the model was trained on
+    split: str | None = None  # val | train | all; None: val of the model's own data, all of any other
     plots: bool = False  # confusion-matrix PNG beside the model
     task: str | None = None  # --task: optional, must agree with the model's record
     threads: int | None = None
@@ -31,15 +33,15 @@ class EvalOptions:
     device: str | None = None
 
 
-def _val_data(info: ModelInfo, data: str | None) -> Any:
-    split = model_split(info, data)
+def _eval_data(info: ModelInfo, data: str | None, split: str | None) -> tuple[Any, str]:
+    images, part = model_data(info, data, split)
     spec = data or info.data.get("spec")
-    if info.labels and list(split.val.labels) != list(info.labels):
+    if info.labels and list(images.labels) != list(info.labels):
         raise EdgecnnError(
-            f"dataset {spec} has classes {split.val.labels[:5]}... but the model was trained on "
+            f"dataset {spec} has classes {images.labels[:5]}... but the model was trained on "
             f"{info.labels[:5]}...; evaluate on data with the model's classes"
         )
-    return split.val
+    return images, part
 
 
 def _open_tflite(path: Path, threads: int | None, delegate: str, device: str | None) -> tuple[Any, ModelInfo]:
@@ -59,7 +61,7 @@ def evaluate(model_path: str | os.PathLike, options: EvalOptions = EvalOptions()
         runtime = f"{model.backend.name} {model.backend.version}"
         task = get_task(info.task)
         check_task(options.task, task.name, str(path))
-        val = _val_data(info, options.data)
+        val, part = _eval_data(info, options.data, options.split)
         with tqdm(total=len(val), desc="eval", unit="img", leave=False, disable=None) as bar:
             metrics = task.evaluate_tflite(model, val, progress=bar.update)
     else:
@@ -70,7 +72,7 @@ def evaluate(model_path: str | os.PathLike, options: EvalOptions = EvalOptions()
             raise EdgecnnError(f"{path} has no edgecnn record; evaluate models trained by edgecnn train")
         task = get_task(info.task)
         check_task(options.task, task.name, str(path))
-        val = _val_data(info, options.data)
+        val, part = _eval_data(info, options.data, options.split)
         metrics = task.evaluate_keras(keras_model, info, val)
         runtime = "tf_keras"
     metrics.pop("predictions", None)
@@ -79,6 +81,7 @@ def evaluate(model_path: str | os.PathLike, options: EvalOptions = EvalOptions()
         "task": task.name,
         "runtime": runtime,
         "data": options.data or info.data.get("spec"),
+        "split": part,
         **metrics,
     }
     if options.plots and "confusion" in result:
@@ -92,7 +95,8 @@ def evaluate(model_path: str | os.PathLike, options: EvalOptions = EvalOptions()
 
 def format_eval(result: dict[str, Any]) -> str:
     task = get_task(result.get("task"))
-    lines = [f"{result['model']} on {result['data']} ({result['images']} validation images, {result['runtime']})"]
+    part = SPLIT_WORDS[result["split"]]
+    lines = [f"{result['model']} on {result['data']} ({result['images']} {part}, {result['runtime']})"]
     lines += task.format_metrics(result)
     if "confusion_png" in result:
         lines.append(f"  confusion matrix: {result['confusion_png']}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -16,8 +17,10 @@ from typing import Any
 
 from edgecnn.archs import create
 from edgecnn.config import TrainConfig, to_yaml
+from edgecnn.data.images import warn_skipped
 from edgecnn.data.registry import default_data, load_split
-from edgecnn.fileio import ensure_dir, write_text
+from edgecnn.errors import EdgecnnError
+from edgecnn.fileio import check_output_dir, ensure_dir, write_text
 from edgecnn.keras_env import keras, tf
 from edgecnn.metadata import ModelInfo
 from edgecnn.tasks import task_of_arch
@@ -48,14 +51,27 @@ def model_info(config: TrainConfig, split: Any, task: str = "classify", extra: d
     )
 
 
+def check_finite(history: dict[str, list[float]], lr: float) -> None:
+    """A run whose loss became NaN or infinite wrote nothing worth keeping: say so instead of saving it."""
+    for epoch, loss in enumerate(history.get("loss", []), start=1):
+        if not math.isfinite(loss):
+            raise EdgecnnError(f"training diverged: loss {loss} at epoch {epoch}; lower --lr (now {lr}) and retry")
+
+
 def train(config: TrainConfig, verbose: int | None = None) -> TrainResult:
     """Train ``config.arch`` on ``config.data`` for the architecture's task; write the run folder."""
     config.validate()
     task = task_of_arch(config.arch)
     if config.data is None:
         config.data = default_data(task.name)
-    run_dir = ensure_dir(config.out, "run")
+    check_output_dir(config.out, "run")  # created only when there is a model to write into it
     split = load_split(config.data, task.name, config.img, config.channels, config.seed, config.val_fraction)
+    problem = split.train.training_problem()
+    skipped = split.train.skipped
+    if problem:
+        first = f" ({len(skipped)} problems in the data, the first: {skipped[0]})" if skipped else ""
+        raise EdgecnnError(f"cannot train on {config.data}: {problem}{first}")
+    warn_skipped(skipped)
     keras.utils.set_random_seed(config.seed)
     tf.config.experimental.enable_op_determinism()
     channels = int(split.train.x.shape[-1])
@@ -87,9 +103,11 @@ def train(config: TrainConfig, verbose: int | None = None) -> TrainResult:
         ).history
         history = {k: history[k] + more.get(k, []) for k in history}
     train_seconds = time.perf_counter() - start
+    check_finite(history, config.lr)
     for layer in model.layers:  # freezing was for this run; a saved model starts fully trainable
         layer.trainable = True
 
+    run_dir = ensure_dir(config.out, "run")
     model_path = save_keras(model, run_dir / "model.keras", info)
     write_text(run_dir / "labels.txt", "\n".join(info.labels) + "\n")
     write_text(run_dir / "config.yaml", to_yaml(config))
