@@ -43,3 +43,24 @@ def test_frame_buffers_stop_faulting_in_once_kept() -> None:
     assert applied
     assert untuned >= 300, untuned  # 3 x 900 KiB of 4 KiB pages faulted in afresh every frame (measured: 777)
     assert tuned <= 5, tuned  # measured: 0
+
+
+def test_stage_times_keep_flat_memory_and_the_whole_runs_percentiles() -> None:
+    import numpy as np
+
+    from edgecnn.demo.pipeline import Samples
+
+    values = np.random.default_rng(1).exponential(5.0, 100_000)
+    ramp = values * np.linspace(0.5, 1.5, len(values))  # later frames slower: a sample of the start would miss it
+    samples = Samples(cap=2_000)
+    for v in ramp:
+        samples.append(float(v))
+    assert len(samples) == 100_000 and len(samples.values) == 2_000
+    assert samples.mean() == pytest.approx(ramp.mean(), rel=1e-9)
+    got, want = samples.percentiles(), np.percentile(ramp, [50, 90])
+    assert abs(got["p50"] - want[0]) / want[0] < 0.08 and abs(got["p90"] - want[1]) / want[1] < 0.08, (got, want)
+    few = Samples(cap=2_000)
+    for v in ramp[:500]:
+        few.append(float(v))
+    assert few.percentiles() == {"p50": round(float(np.percentile(ramp[:500], 50)), 3),
+                                 "p90": round(float(np.percentile(ramp[:500], 90)), 3)}  # fmt: skip

@@ -64,12 +64,12 @@ def test_a_lost_camera_reconnects_with_backoff(digits_run: Path, camera: list[fl
         load_model(digits_run / "model_int8.tflite"), source, None, LoopOptions(display=False, max_frames=7)
     )
     assert stats.frames == 7 and camera == [0.5, 1.0] and FakeCapture.opened == 3
-    assert stats.events == [
+    assert list(stats.events) == [
         "camera 0 lost; reconnecting in 0.5 s (try 1 of 3)",
         "camera 0 lost; reconnecting in 1 s (try 2 of 3)",
         "camera 0 is back",
     ]
-    assert stats.as_dict()["events"] == stats.events
+    assert stats.as_dict()["events"] == list(stats.events)
 
 
 def test_a_camera_that_never_comes_back_ends_the_run_in_one_line(digits_run: Path, camera: list[float]) -> None:

@@ -22,6 +22,7 @@ import queue
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,17 +49,55 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi")  # containers OpenCV's mp4v wr
 STAGES = ("capture", "preprocess", "invoke", "postprocess", "draw", "write", "display")
 
 
-def percentiles(values_ms: list[float]) -> dict[str, float]:
-    return {"p50": round(float(np.percentile(values_ms, 50)), 3), "p90": round(float(np.percentile(values_ms, 90)), 3)}
+SAMPLE_CAP = 20_000  # per-frame times kept per stage: every one for 20,000 frames, a uniform sample after
+EVENT_CAP = 100  # source events kept (the latest): a flaky camera in a kiosk must not grow the process
+
+
+class Samples:
+    """Per-frame times with flat memory: every value for the first :data:`SAMPLE_CAP` frames, then a
+    uniform random sample of that size over all frames (reservoir sampling, Vitter's algorithm R), so
+    the percentiles of a run that lasts for days stay those of the whole run. (Lists of every frame's
+    times grew the demo by 14 MB over 40,000 frames: ``benchmarks/soak.py``.)"""
+
+    def __init__(self, cap: int = SAMPLE_CAP, seed: int = 0) -> None:
+        self._values = np.empty(cap, np.float64)
+        self._rng = np.random.default_rng(seed)
+        self.count = 0
+        self.total = 0.0
+
+    def append(self, value: float) -> None:
+        cap = len(self._values)
+        if self.count < cap:
+            self._values[self.count] = value
+        else:
+            slot = int(self._rng.integers(0, self.count + 1))
+            if slot < cap:
+                self._values[slot] = value
+        self.count += 1
+        self.total += value
+
+    def __len__(self) -> int:
+        return self.count
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._values[: min(self.count, len(self._values))]
+
+    def mean(self) -> float:
+        return self.total / self.count if self.count else 0.0
+
+    def percentiles(self) -> dict[str, float]:
+        values = self.values
+        return {"p50": round(float(np.percentile(values, 50)), 3), "p90": round(float(np.percentile(values, 90)), 3)}
 
 
 @dataclass
 class DemoStats:
     frames: int = 0
     seconds: float = 0.0
-    stage_ms: dict[str, list[float]] = field(default_factory=lambda: {stage: [] for stage in STAGES})
-    latency_ms: list[float] = field(default_factory=list)  # capture -> written or shown, per frame
-    events: list[str] = field(default_factory=list)  # what the source reported (camera lost, back)
+    stage_ms: dict[str, Samples] = field(default_factory=lambda: {stage: Samples() for stage in STAGES})
+    latency_ms: Samples = field(default_factory=Samples)  # capture -> written or shown, per frame
+    events: deque[str] = field(default_factory=lambda: deque(maxlen=EVENT_CAP))  # what the source reported
     jpegs: int | None = None  # live view: frames encoded for viewers (None: not serving)
     last: Any = None  # the last frame's result
 
@@ -67,13 +106,9 @@ class DemoStats:
         return self.frames / self.seconds if self.seconds else 0.0
 
     @property
-    def inference_ms(self) -> list[float]:
-        """The invoke stage alone, as ``edgecnn benchmark`` times it."""
-        return self.stage_ms["invoke"]
-
-    @property
     def mean_inference_ms(self) -> float:
-        return float(np.mean(self.inference_ms)) if self.inference_ms else 0.0
+        """The invoke stage alone, as ``edgecnn benchmark`` times it."""
+        return self.stage_ms["invoke"].mean()
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -81,8 +116,8 @@ class DemoStats:
             "seconds": round(self.seconds, 3),
             "fps": round(self.fps, 2),
             "mean_inference_ms": round(self.mean_inference_ms, 3),
-            "stages_ms": {stage: percentiles(ms) for stage, ms in self.stage_ms.items() if ms},
-            "latency_ms": percentiles(self.latency_ms) if self.latency_ms else {},
+            "stages_ms": {stage: ms.percentiles() for stage, ms in self.stage_ms.items() if len(ms)},
+            "latency_ms": self.latency_ms.percentiles() if len(self.latency_ms) else {},
             **({"events": list(self.events)} if self.events else {}),
             **({"live_jpegs": self.jpegs} if self.jpegs is not None else {}),
         }
