@@ -361,7 +361,9 @@ def test_bad_files_are_one_line_errors(tmp_path: Path) -> None:
         check_tflite(bad)
     truncated = tmp_path / "cut.tflite"
     truncated.write_bytes(b"\x10\x00\x00\x00TFL3" + b"\xff" * 8)
-    with pytest.raises(EdgecnnError, match=r"^cannot read the \.tflite flatbuffer"):
+    with pytest.raises(
+        EdgecnnError, match=r"^corrupt \.tflite model: .*\(an offset points outside the file\); convert"
+    ):
         check_tflite(truncated)
 
 
@@ -431,7 +433,8 @@ def test_check_of_a_keras_applications_model_is_the_verdict_of_its_int8_tflite(
     model.save(path)
     keras_report = check_model(str(path), CheckOptions(edgetpu=True))
     out = tmp_path / "model_int8.tflite"
-    convert(path, out, ConvertOptions(format="int8", calib="random", calib_samples=16, evaluate=False))
+    strict = ConvertOptions(format="int8", calib="random", calib_samples=16, evaluate=False, all_int8=True)
+    convert(path, out, strict)  # every op int8, as the Edge TPU takes it (--int8 alone keeps hard-swish float)
     tflite_report = check_tflite(out)
     assert keras_report.kind == "keras-int8" and keras_report.fully_mapped is fully_mapped
     assert all(op.supported is not None for op in keras_report.ops)  # no "?" verdicts

@@ -8,6 +8,7 @@ exactly one place: :meth:`TFLiteModel.set_input` and :meth:`TFLiteModel.output`.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import os
@@ -21,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.metadata import ModelInfo, read_tflite_info
+from edgecnn.metadata import ModelInfo, _tflite_bytes, corrupt_model, tflite_info
 from edgecnn.quiet import native_stderr_silenced
+from edgecnn.runtime.validate import check_record, validate_tflite
 
 # name -> (module, distribution on PyPI)
 BACKENDS: dict[str, tuple[str, str]] = {
@@ -31,6 +33,7 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "tensorflow": ("tensorflow.lite.python.interpreter", "tensorflow"),
 }
 DELEGATES = ("none", "xnnpack", "edgetpu")
+THREADS_PER_CORE = 4  # --threads above this many per core only slows a run down (and 100000 crashes LiteRT)
 EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 
 
@@ -47,7 +50,20 @@ class Backend:
         return self.module.Interpreter
 
     def load_delegate(self, library: str, options: dict[str, str] | None = None) -> Any:
-        return self.module.load_delegate(library, options)
+        """The package's ``Delegate``, built so that a failed load leaves nothing behind: LiteRT's own
+        ``load_delegate`` raises from inside ``Delegate.__init__`` and the half-built object's ``__del__``
+        then prints an AttributeError traceback (or frees a NULL delegate) after our one-line error."""
+        delegate_class = getattr(self.module, "Delegate", None)
+        if delegate_class is None:
+            return self.module.load_delegate(library, options)
+        delegate = delegate_class.__new__(delegate_class)
+        delegate._library = None  # what __del__ checks before it frees anything
+        try:
+            delegate.__init__(library, options)
+        except BaseException:
+            delegate._library = None
+            raise
+        return delegate
 
 
 def _dist_version(dist: str) -> str | None:
@@ -105,11 +121,49 @@ def make_delegates(backend: Backend, delegate: str, device: str | None = None) -
     options = {"device": device} if device else {}
     try:
         return [backend.load_delegate(library, options)]
-    except (ValueError, OSError, RuntimeError) as exc:
+    except (ValueError, OSError, RuntimeError, AttributeError) as exc:  # AttributeError: not a delegate library
+        reason = _first_line(exc) if str(exc).strip() else "not found"
         raise EdgecnnError(
-            f"cannot load the Edge TPU delegate {library} ({str(exc).strip() or 'not found'}); "
+            f"cannot load the Edge TPU delegate {library} ({reason}); "
             "install the Edge TPU runtime (Debian package libedgetpu1-std) and plug in the accelerator"
         ) from exc
+
+
+def check_threads(threads: int | None) -> None:
+    """1 to THREADS_PER_CORE x the cores: LiteRT segfaults creating a pool of 100000 threads."""
+    if threads is None:
+        return
+    cores = os.cpu_count() or 1
+    limit = THREADS_PER_CORE * cores
+    if not 1 <= threads <= limit:
+        raise EdgecnnError(
+            f"--threads {threads} is out of range; use 1 to {limit} ({THREADS_PER_CORE} per core, {cores} cores here)"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+@functools.cache
+def _reporting(interpreter_class: type) -> type:
+    """A subclass of the package's Interpreter whose ``invoke`` turns a RuntimeError (a kernel or delegate
+    failing on what it finds at run time: a damaged model, an Edge TPU unplugged) into the one-line error
+    naming the model. The subclass costs one Python call per invoke (well under a microsecond)."""
+
+    class Interpreter(interpreter_class):  # type: ignore[misc, valid-type]
+        edgecnn_model = ""  # the path named in errors
+
+        def invoke(self) -> None:
+            try:
+                super().invoke()
+            except RuntimeError as exc:
+                raise EdgecnnError(
+                    f"running model {self.edgecnn_model} failed: {_first_line(exc)}; "
+                    "if the model is damaged, convert it again"
+                ) from exc
+
+    return Interpreter
 
 
 def _resolver(backend: Backend, delegate: str) -> Any:
@@ -132,9 +186,10 @@ class TFLiteModel:
         backend: Backend | None = None,
     ) -> None:
         self.path = Path(path)
-        if threads is not None and threads < 1:
-            raise EdgecnnError(f"--threads must be 1 or more, got {threads}")
-        self.info: ModelInfo | None = read_tflite_info(self.path)  # validates the file first
+        check_threads(threads)
+        data = _tflite_bytes(self.path)
+        validate_tflite(data, self.path)  # a model LiteRT would crash on is a one-line error instead
+        self.info: ModelInfo | None = tflite_info(data, self.path)
         self.backend = backend or find_backend()
         self.delegate = delegate
         self.threads = threads
@@ -147,17 +202,27 @@ class TFLiteModel:
         if resolver is not None:
             kwargs["experimental_op_resolver_type"] = resolver
         start = time.perf_counter()
+        crash = (
+            f"edgecnn: error: the TFLite interpreter crashed (SIGNAL) loading {self.path}: the model is damaged or "
+            f"not supported by {self.backend.name} {self.backend.version}; convert it again"
+        )
         try:
-            with native_stderr_silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate" on every load
-                self.interpreter = self.backend.Interpreter(**kwargs)
+            # Silenced: "INFO: Created TensorFlow Lite XNNPACK delegate" on every load; a crash still says so.
+            with native_stderr_silenced(crash):
+                self.interpreter = _reporting(self.backend.Interpreter)(**kwargs)
+                self.interpreter.edgecnn_model = str(self.path)
                 self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EdgecnnError(f"cannot load model {self.path}: {first}; re-export it with edgecnn convert") from exc
-        self.init_ms = (time.perf_counter() - start) * 1e3
-        self.input = self.interpreter.get_input_details()[0]
-        self.outputs = self.interpreter.get_output_details()
+            self.init_ms = (time.perf_counter() - start) * 1e3
+            self.input = self.interpreter.get_input_details()[0]
+            self.outputs = self.interpreter.get_output_details()
+        except (ValueError, RuntimeError, IndexError) as exc:
+            raise EdgecnnError(
+                f"cannot load model {self.path}: {_first_line(exc)}; re-export it with edgecnn convert"
+            ) from exc
         self._input_index = self.input["index"]
+        problem = check_record(self.info, self.input["shape"], [d["shape"] for d in self.outputs])
+        if problem:
+            raise corrupt_model(self.path, problem)
 
     # -- shapes and metadata -------------------------------------------------------------------
     @property
