@@ -378,3 +378,24 @@ def test_a_failing_demo_thread_ends_the_run_with_one_line(digits_run: Path, digi
 
     with pytest.raises(EdgecnnError, match=r"^the demo's capture thread failed: OSError: USB device disconnected$"):
         run_demo(model, Source("fake", False, 10.0, frames()), None, LoopOptions(display=False))
+
+
+def test_eval_on_another_folder_measures_all_of_it(digits_run: Path, tmp_path: Path) -> None:
+    """A folder that is not the model's training data is a test set: every image counts, not a 20% split."""
+    from edgecnn.data import load_split
+
+    val = load_split("digits", "classify", 32, None, 0, 0.2).val
+    for i in range(40):
+        folder = tmp_path / "test" / str(int(val.y[i]))
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{i}.png"), val.x[i])
+    for d in range(10):  # every class folder exists, as in the model's labels
+        (tmp_path / "test" / str(d)).mkdir(exist_ok=True)
+    whole = json.loads(
+        run_cli("eval", str(digits_run / "model_int8.tflite"), "--data", str(tmp_path / "test"), "--json").stdout
+    )
+    assert whole["images"] == 40 and whole["split"] == "all" and whole["top1"] >= 0.9
+    part = run_cli("eval", str(digits_run / "model_int8.tflite"), "--data", str(tmp_path / "test"), "--split", "val")
+    assert part.returncode == 0 and " validation images, " in part.stdout.splitlines()[0], part.stdout + part.stderr
+    held_out = int(part.stdout.split(" validation images")[0].rsplit("(", 1)[1])
+    assert 6 <= held_out <= 10  # the stratified 20% of 40 images
