@@ -90,7 +90,7 @@ def to_tflite(
     input_type, output_type = converter.inference_input_type, converter.inference_output_type
     converter._experimental_calibrate_only = True  # the calibrated float model; quantized below
     calibrated = run_converter(converter, fmt.name)
-    return quantize_for_xnnpack(calibrated, input_type, output_type, per_tensor)[0]
+    return quantize_for_xnnpack(calibrated, input_type, output_type, per_tensor)
 
 
 def run_converter(converter: Any, fmt_name: str) -> bytes:

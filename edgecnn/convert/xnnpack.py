@@ -58,23 +58,18 @@ def xnnpack_left_out(blob: bytes) -> list[FloatOp]:
     ]
 
 
-def quantize_for_xnnpack(
-    calibrated: bytes, input_type: Any, output_type: Any, per_tensor: bool
-) -> tuple[bytes, list[FloatOp]]:
-    """Quantize a calibrated model to int8, keeping float the ops XNNPACK would leave out in int8.
-
-    Returns the model and the ops kept float (empty when XNNPACK takes the fully int8 graph as it is).
-    """
-    kept: list[FloatOp] = []
+def quantize_for_xnnpack(calibrated: bytes, input_type: Any, output_type: Any, per_tensor: bool) -> bytes:
+    """Quantize a calibrated model to int8, keeping float the ops XNNPACK would leave out in int8 (the
+    conversion report lists them from the written file: :func:`float_ops`)."""
+    kept: set[str] = set()
     blob = _quantize(calibrated, input_type, output_type, per_tensor, [])
     for _ in range(ROUNDS):
-        left = [f for f in xnnpack_left_out(blob) if f.tensor not in {k.tensor for k in kept}]
+        left = {f.tensor for f in xnnpack_left_out(blob)} - kept  # some ops the quantizer keeps int8 regardless
         if not left:
             break
-        kept += left
-        blob = _quantize(calibrated, input_type, output_type, per_tensor, [k.tensor for k in kept])
-    still = {f.tensor for f in xnnpack_left_out(blob)}
-    return blob, [k for k in kept if k.tensor not in still]  # the quantizer keeps some ops int8 regardless
+        kept |= left
+        blob = _quantize(calibrated, input_type, output_type, per_tensor, sorted(kept))
+    return blob
 
 
 def _quantize(calibrated: bytes, input_type: Any, output_type: Any, per_tensor: bool, nodes: list[str]) -> bytes:

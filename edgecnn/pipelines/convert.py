@@ -99,6 +99,7 @@ def convert(model_path: str | os.PathLike, output: str | os.PathLike | None, opt
     after = fmt.after(out) if fmt.after else None
 
     runner = TFLiteModel(out)
+    plain = TFLiteModel(out, delegate="none")  # the graph as written, before delegation rewrites it
     report = ConvertReport(
         output=str(out),
         format=fmt.name,
@@ -106,8 +107,8 @@ def convert(model_path: str | os.PathLike, output: str | os.PathLike | None, opt
         keras_bytes=model_path.stat().st_size,
         inputs=[_tensor_summary(runner.input)],
         outputs=[_tensor_summary(d) for d in runner.outputs],
-        ops=TFLiteModel(out, delegate="none").op_counts(),  # before delegation rewrites the graph
-        float_ops=float_ops(TFLiteModel(out, delegate="none")) if fmt.needs_calibration else {},
+        ops=plain.op_counts(),
+        float_ops=float_ops(plain) if fmt.needs_calibration else {},
         calibration=calib_source,
         after=after.as_dict() if after is not None else None,
         after_text=format_convert_report(after) if after is not None else None,
