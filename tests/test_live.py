@@ -4,8 +4,11 @@ running demo on loopback; slow viewers make the loop encode nothing extra and ne
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import socket
 import statistics
+import subprocess
 import threading
 import time
 import urllib.request
@@ -145,6 +148,45 @@ class Paced:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._model, name)
+
+
+BROWSER = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+def headless(url: str, *flags: str) -> str:
+    """Run the browser headless on ``url`` for 3 s of page time (scripts run, the stream plays)."""
+    command = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=3000", *flags, url]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+@pytest.mark.skipif(BROWSER is None, reason="no headless browser here (Debian: apt install chromium)")
+def test_a_headless_browser_shows_a_frame_and_the_stats(digits_run: Path, tmp_path: Path) -> None:
+    """Chromium opens the page of a running demo: its screenshot holds the demo's frame (found by template
+    matching against /frame.jpg) and the page's stats show frames, FPS, stage times and the top class."""
+    from edgecnn.data import load_split
+
+    still = tmp_path / "still"
+    still.mkdir()
+    digit = load_split("digits", "classify", 32, None, 0, 0.2).val.x[0, :, :, 0]
+    cv2.imwrite(str(still / "digit.png"), cv2.resize(digit, (256, 256), interpolation=cv2.INTER_NEAREST))
+    port = free_port()
+    thread, out = start_demo(digits_run / "model_int8.tflite", still, port, 2500, wrap=Paced)  # >= 10 s of frames
+    base = f"http://127.0.0.1:{port}/"
+    frame = cv2.imdecode(np.frombuffer(get(base + "frame.jpg"), np.uint8), 1)
+    shot = tmp_path / "page.png"
+    headless(base, "--hide-scrollbars", "--window-size=800,600", f"--screenshot={shot}")
+    dom = headless(base, "--dump-dom")
+    thread.join(60)
+    page = cv2.imread(str(shot))
+    assert page.shape == (600, 800, 3) and frame.shape == (256, 256, 3)
+    match = cv2.matchTemplate(page, frame, cv2.TM_CCOEFF_NORMED)
+    _, best, _, (x, y) = cv2.minMaxLoc(match)
+    assert best > 0.9 and y > 30, (best, x, y)  # the frame as sent (the HUD's FPS digits differ), below the title
+    stats = re.search(r'<pre id="stats">(.*?)</pre>', dom, re.S).group(1).splitlines()
+    assert re.fullmatch(r"\d+ frames  \d+\.\d FPS", stats[0]), stats
+    assert re.search(r"invoke \d+\.\d\d ms", stats[1]), stats
+    assert stats[2].split()[0] in [str(d) for d in range(10)], stats
+    assert out["stats"].frames == 2500
 
 
 def _paced_fps(model_path: Path, clip: Path, viewers: int) -> float:

@@ -22,7 +22,7 @@ import pytest
 from edgecnn.archs import get_arch, list_archs
 from edgecnn.benchmarks.segmentation import confusion_matrix, segmentation_metrics
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtime.segment import Segmentation, palette, segment
+from edgecnn.runtime.segment import PACKED_MAX_CLASSES, Segmentation, class_ids, palette, segment
 
 LABELS = ["background", "circle", "square"]
 SIZE = 64  # test input size: a multiple of 32, as unet_mobilenet_v2 needs
@@ -282,6 +282,22 @@ def test_segment_returns_a_mask_of_the_frame_size(trained_unet: dict[str, Any]) 
     small = cv2.resize(frame, (SIZE, SIZE), interpolation=cv2.INTER_AREA)[:, :, ::-1]
     ids = runner.predict(small[None]).argmax(-1)[0].astype(np.uint8)
     np.testing.assert_array_equal(result.mask, cv2.resize(ids, (451, 300), interpolation=cv2.INTER_NEAREST))
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.float32])
+@pytest.mark.parametrize("classes", [1, 2, 21, PACKED_MAX_CLASSES, PACKED_MAX_CLASSES + 1])
+def test_class_ids_equal_argmax_with_ties_and_extremes(dtype: type, classes: int) -> None:
+    """The packed int16 reduction of 8-bit scores picks what argmax picks, the first class among equals."""
+    rng = np.random.default_rng(classes)
+    info = np.iinfo(dtype) if dtype != np.float32 else np.iinfo(np.int8)
+    scores = rng.integers(info.min, info.max + 1, (23, 31, classes)).astype(dtype)
+    scores[:4] = scores[:4, :, :1]  # every class equal
+    scores[4:7], scores[7:9] = info.max, info.min
+    scores[9, :, -1] = info.max  # the last class alone at the top
+    ids = class_ids(scores[None][0])
+    assert ids.dtype == np.uint8 and ids.shape == (23, 31)
+    np.testing.assert_array_equal(ids, scores.argmax(-1))
+    np.testing.assert_array_equal(ids[:9], 0)
 
 
 def test_palette_is_the_voc_colormap() -> None:

@@ -20,10 +20,12 @@ def _text(frame: np.ndarray, text: str, org: tuple[int, int], scale: float, colo
 
 
 def draw_classes(frame: np.ndarray, classes: list[Class]) -> np.ndarray:
+    """The top classes, one per line, below the HUD's line (on small frames they used to overlap it)."""
     scale = max(0.4, frame.shape[0] / 720)
+    top = _hud_baseline(frame) + int(30 * scale) + 4
     for i, c in enumerate(classes):
         colour = (0, 255, 0) if i == 0 else (220, 220, 220)
-        _text(frame, f"{c.label}: {100 * c.score:.1f}%", (10, int(60 * scale + i * 34 * scale)), scale, colour)
+        _text(frame, f"{c.label}: {100 * c.score:.1f}%", (10, top + int(i * 34 * scale)), scale, colour)
     return frame
 
 
@@ -73,9 +75,17 @@ def draw_segmentation(frame: np.ndarray, seg: Segmentation, alpha: float = 0.5) 
     return frame
 
 
+def _hud_scale(frame: np.ndarray) -> float:
+    return max(0.35, frame.shape[0] / 900)
+
+
+def _hud_baseline(frame: np.ndarray) -> int:
+    return int(24 * _hud_scale(frame) + 8)
+
+
 def draw_hud(frame: np.ndarray, fps: float, inference_ms: float) -> np.ndarray:
-    scale = max(0.35, frame.shape[0] / 900)
-    _text(frame, f"{fps:5.1f} FPS  infer {inference_ms:5.1f} ms", (10, int(24 * scale + 8)), scale, (255, 255, 0))
+    text = f"{fps:5.1f} FPS  infer {inference_ms:5.1f} ms"
+    _text(frame, text, (10, _hud_baseline(frame)), _hud_scale(frame), (255, 255, 0))
     return frame
 
 
