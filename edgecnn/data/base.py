@@ -1,22 +1,29 @@
 """The task containers (images with labels, boxes or masks), one train/validation :class:`Split`, and the
 seeded splits: everything below the loaders and above nothing.
+
+``x`` is a numpy array (the built-in sets, segmentation folders) or :class:`~edgecnn.data.files.ImageFiles`
+(image folders, COCO, YOLO: decoded when read); both index, iterate and batch alike.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from edgecnn.data.files import ImageFiles, take_images
 from edgecnn.errors import EdgecnnError
+
+Pixels = np.ndarray | ImageFiles
 
 
 @dataclass
 class ImageData:
     """Images as uint8 (N, H, W, C) in ``pixel_format`` ('rgb' or 'gray'), integer class ids."""
 
-    x: np.ndarray
+    x: Pixels
     y: np.ndarray
     labels: list[str]
     pixel_format: str = "rgb"
@@ -31,7 +38,7 @@ class ImageData:
 
     def subset(self, index: np.ndarray) -> ImageData:
         index = positions(index)
-        return ImageData(self.x[index], self.y[index], self.labels, self.pixel_format)
+        return ImageData(take_images(self.x, index), self.y[index], self.labels, self.pixel_format)
 
     def training_problem(self) -> str | None:
         """Why this set cannot train a classifier (one class scores "100%" and learns nothing), or None."""
@@ -46,27 +53,32 @@ class DetectionData:
     """Images as uint8 (N, S, S, C) in ``pixel_format`` ('rgb' or 'gray'), with per-image boxes and class ids.
 
     ``boxes[i]`` is (K_i, 4) float32 ``[ymin, xmin, ymax, xmax]`` in 0..1 and ``classes[i]`` (K_i,) int32
-    indices into ``labels`` (no background class); K_i may be 0 (a negative image).
+    indices into ``labels`` (no background class); K_i may be 0 (a negative image). ``parts`` are the
+    dataset's own splits when it defines them (a YOLO data.yaml's train/val/test): name -> positions.
     """
 
-    x: np.ndarray
+    x: Pixels
     boxes: list[np.ndarray]
     classes: list[np.ndarray]
     labels: list[str]
     pixel_format: str = "rgb"
     skipped: list[str] = field(default_factory=list)  # annotations/images not used (or clipped): "file:line: why"
+    parts: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.x)
 
     def split_indices(self, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """The dataset's own train/val when it defines them (seed and fraction unused), else a seeded shuffle."""
+        if "train" in self.parts and "val" in self.parts:
+            return self.parts["train"], self.parts["val"]
         return random_split(len(self), val_fraction, seed)
 
     def subset(self, index: np.ndarray) -> DetectionData:
-        """The images at ``index`` (integer positions), copied; ``skipped`` stays with the whole set."""
+        """The images at ``index`` (integer positions); ``skipped`` and ``parts`` stay with the whole set."""
         index = positions(index)
         boxes, classes = [self.boxes[i] for i in index], [self.classes[i] for i in index]
-        return DetectionData(self.x[index], boxes, classes, self.labels, self.pixel_format)
+        return DetectionData(take_images(self.x, index), boxes, classes, self.labels, self.pixel_format)
 
     def training_problem(self) -> str | None:
         """Why this set cannot train a detector (no box to learn from), or None."""
@@ -108,10 +120,19 @@ class SegmentationData:
 
 @dataclass
 class Split:
-    """A dataset split in two; ``train.skipped`` lists what the loader did not use (with why)."""
+    """A dataset split in two; ``train.skipped`` lists what the loader did not use (with why).
+
+    ``record`` says which images each half holds (file paths relative to the dataset folder, or positions
+    in a built-in set) and how the split was made: a run writes it (:meth:`to_json`, ``split.json``) so
+    that eval, convert's calibration and optimize use the same files even if the folder changes later.
+    """
 
     train: Any  # ImageData | DetectionData | SegmentationData
     val: Any
+    record: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(self.record, indent=0) + "\n"
 
 
 def positions(index: np.ndarray) -> np.ndarray:

@@ -3,7 +3,8 @@
 Bad annotations never stop loading: each is reported in ``DetectionData.skipped`` as
 ``"annotations/instances.json:LINE: annotation id 7: problem (what was done); fix"``, LINE being where
 the annotation's (or image entry's) opening brace is, so an editor can jump to it. The JSON is
-parsed once, element by element, to know those positions.
+parsed once, element by element, to know those positions. Images are checked by their header (size,
+readable) and stay on disk as :class:`~edgecnn.data.files.ImageFiles`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from edgecnn.data.base import DetectionData
-from edgecnn.data.images import read_image, resize_image, stack_images
+from edgecnn.data.files import ImageFiles
+from edgecnn.data.images import Header, choose_format, image_header
 from edgecnn.errors import EdgecnnError
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
@@ -208,9 +210,10 @@ def coco_files(folder: Path) -> list[Path]:
 
 
 def _load_file(
-    path: Path, folder: Path, img_size: int, reports: list[str]
-) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[str]]:
-    """One COCO file -> (resized images, boxes, classes, labels); problems appended to ``reports``."""
+    path: Path, folder: Path, reports: list[str]
+) -> tuple[list[tuple[Path, Header]], list[np.ndarray], list[np.ndarray], list[str]]:
+    """One COCO file -> ((image file, header) per usable image, boxes, classes, labels); problems appended
+    to ``reports``."""
     content, offsets, line_of = read_coco_json(path)
     cats = _categories(path, content["categories"])
     rel = path.relative_to(folder).as_posix()
@@ -239,13 +242,13 @@ def _load_file(
         image.classes.append(cats[ann["category_id"]][0])
         image.lines.append((line, ann_id))
 
-    xs, boxes, classes = [], [], []
+    files, boxes, classes = [], [], []
     for image_id, image in images.items():
         name, count = image.entry["file_name"], len(image.boxes)
         where = f"image id {json.dumps(image_id)}"
         file = _find_file(name, folder, path.parent)
-        pixels = read_image(file) if file else None
-        if pixels is None:
+        header = image_header(file) if file else None
+        if header is None:
             problem = (
                 f"file {name!r} not found in images/, next to the JSON or in the dataset folder"
                 if file is None
@@ -256,7 +259,7 @@ def _load_file(
                 (image.line, f"{where}: {problem} (skipped with its {count} annotation{'s' * (count != 1)}); {fix}")
             )
             continue
-        actual = (pixels.shape[1], pixels.shape[0])
+        actual = (header.width, header.height)
         width, height = _declared_size(image.entry) or actual
         if actual != (width, height):
             problem = f"{name} is {actual[0]}x{actual[1]} but the JSON says {width}x{height}"
@@ -269,11 +272,11 @@ def _load_file(
             if box is not None:
                 kept_boxes.append(box)
                 kept_classes.append(cls)
-        xs.append(resize_image(pixels, img_size))
+        files.append((file, header))
         boxes.append(np.stack(kept_boxes) if kept_boxes else _NO_BOXES.copy())
         classes.append(np.asarray(kept_classes, np.int32))
     reports += [f"{rel}:{line}: {message}" for line, message in sorted(problems, key=lambda p: p[0])]
-    return xs, boxes, classes, [name for _, name in sorted(cats.values())]
+    return files, boxes, classes, [name for _, name in sorted(cats.values())]
 
 
 def load_coco(folder: Path, img_size: int, channels: int | None) -> DetectionData:
@@ -281,20 +284,22 @@ def load_coco(folder: Path, img_size: int, channels: int | None) -> DetectionDat
     files = coco_files(folder)
     if not files:
         raise EdgecnnError(f"no COCO JSON in {folder}; put it at annotations/instances.json with the images in images/")
-    xs, boxes, classes, reports = [], [], [], []
+    images: list[tuple[Path, Header]] = []
+    boxes, classes, reports = [], [], []
     labels: list[str] | None = None
     for path in files:
-        file_xs, file_boxes, file_classes, file_labels = _load_file(path, folder, img_size, reports)
+        file_images, file_boxes, file_classes, file_labels = _load_file(path, folder, reports)
         if labels is not None and file_labels != labels:
             raise EdgecnnError(
                 f"{path} has categories {file_labels} but {files[0]} has {labels}; "
                 "keep one annotation file or give them the same categories"
             )
         labels = file_labels
-        xs += file_xs
+        images += file_images
         boxes += file_boxes
         classes += file_classes
-    if not xs:
+    if not images:
         raise EdgecnnError(f'no usable images in {folder}; put the files named in the JSON\'s "images" under images/')
-    x, pixel_format = stack_images(xs, channels)
+    pixel_format = choose_format(all(header.gray for _, header in images), channels)
+    x = ImageFiles([file for file, _ in images], img_size, pixel_format, folder)
     return DetectionData(x, boxes, classes, labels or [], pixel_format, reports)

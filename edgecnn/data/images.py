@@ -2,12 +2,15 @@
 
 Every loader reads through :func:`read_image` (OpenCV, alpha dropped, gray kept as one channel) and
 lists through :func:`list_images` (sorted by relative path as text, so the order, and with it every
-seeded split, is the same on any machine).
+seeded split, is the same on any machine). Streamed datasets check each file while listing with
+:func:`image_header`, which reads the header only, and decode later.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -18,6 +21,17 @@ from edgecnn.runtime.image import convert_color, to_model_pixels
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 MIN_IMG_SIZE = 8
+GRAY_MODES = {"1", "L", "I", "I;16", "I;16B", "I;16L", "F"}  # Pillow modes OpenCV decodes as one channel
+EXIF_ORIENTATION, TURNED = 0x0112, {5, 6, 7, 8}  # orientations OpenCV applies by swapping width and height
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a file's header says: the size as OpenCV decodes it (EXIF rotation applied) and whether it is gray."""
+
+    width: int
+    height: int
+    gray: bool
 
 
 def sorted_files(folder: Path, pattern: str = "*") -> list[Path]:
@@ -45,6 +59,31 @@ def read_image(path: Path) -> np.ndarray | None:
     if image is None or image.size == 0:
         return None
     return convert_color(image, "bgr", "rgb") if image.ndim == 3 else image[:, :, None]
+
+
+def image_header(path: Path) -> Header | None:
+    """The image's size and colour from its header alone (Pillow reads no pixels: ~0.1 ms a file, so a
+    folder of 100,000 images is checked in seconds); None when no decoder recognises the file.
+
+    Files whose header is fine but whose pixels are damaged are caught when decoded (the stream skips
+    them and names them). Without Pillow (a bare runtime install) the file is decoded with OpenCV instead.
+    """
+    try:
+        from PIL import Image  # lazy: optional (Pillow comes with the train extra); OpenCV decodes otherwise
+    except ImportError:
+        image = read_image(path)
+        return None if image is None else Header(image.shape[1], image.shape[0], image.shape[2] == 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # DecompressionBombWarning for large photos: only the header is read
+            with Image.open(path) as image:
+                width, height = image.size
+                gray = image.mode in GRAY_MODES
+                if image.format == "JPEG" and image.getexif().get(EXIF_ORIENTATION, 1) in TURNED:
+                    width, height = height, width
+    except Exception:  # any parse failure of any format (OSError, SyntaxError, struct.error, ...) means unreadable
+        return None
+    return Header(width, height, gray) if width > 0 and height > 0 else None
 
 
 def resize_image(image: np.ndarray, img_size: int, pixel_format: str | None = None) -> np.ndarray:
@@ -84,6 +123,11 @@ def set_channels(x: np.ndarray, pixel_format: str, channels: int | None) -> tupl
     n, h, w, c = x.shape
     flat = convert_color(x.reshape(n * h, w, c), pixel_format, want)  # one cv2 call for the whole batch
     return flat.reshape(n, h, w, -1), want
+
+
+def choose_format(all_gray: bool, channels: int | None) -> str:
+    """The pixel format of a set of images: gray when every image is (or ``channels`` is 1), else RGB."""
+    return {None: "gray" if all_gray else "rgb", 1: "gray", 3: "rgb"}[channels]
 
 
 def stack_images(images: list[np.ndarray], channels: int | None) -> tuple[np.ndarray, str]:

@@ -1,26 +1,34 @@
 """Every dataset edgecnn reads, as one table: the built-in names and the folder layouts, each tied to the
 task it serves. ``--data`` and ``--calib`` resolve through :func:`load_data`; "the data a model was
-trained and validated on" is :func:`model_split`, the one place that reads a model's data record.
+trained and validated on" is :func:`model_split`, the one place that reads a model's data record (and
+the run's ``split.json``, the files each half held).
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgecnn.config import SPLITS
 from edgecnn.data.base import Split
 from edgecnn.data.coco import load_coco
 from edgecnn.data.digits import load_digits
+from edgecnn.data.files import ImageFiles
 from edgecnn.data.folder import load_folder
 from edgecnn.data.images import check_size_and_channels, set_channels, warn_skipped
 from edgecnn.data.masks import load_mask_folder
 from edgecnn.data.shapes import shapes, shapes_seg
-from edgecnn.data.yolo import load_yolo
+from edgecnn.data.yolo import find_yaml, load_yolo, looks_like_yolo
 from edgecnn.errors import EdgecnnError
 from edgecnn.metadata import ModelInfo
+
+SPLIT_FILE = "split.json"  # in a run folder: which images the run trained and validated on
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,7 @@ BUILTINS: dict[str, Builtin] = {
 
 # What only a layout's own datasets have (the catch-all layouts match any folder).
 SPECIFIC: dict[str, Callable[[Path], bool]] = {
-    "yolo": lambda f: (f / "labels").is_dir() and (f / "images").is_dir(),
+    "yolo": looks_like_yolo,
     "coco": lambda f: (f / "annotations").is_dir() and bool(list((f / "annotations").glob("*.json"))),
     "masks": lambda f: (f / "masks").is_dir() and (f / "images").is_dir(),
 }
@@ -65,7 +73,8 @@ LAYOUTS: tuple[Layout, ...] = (
     Layout(
         "yolo",
         "detect",
-        "YOLO: images/ + labels/ with one .txt per image + data.yaml or classes.txt",
+        "YOLO: images/ + labels/ with one .txt per image + data.yaml or classes.txt, or a data.yaml naming "
+        "train: and val: image folders (Ultralytics, Roboflow)",
         SPECIFIC["yolo"],
         load_yolo,
     ),
@@ -116,7 +125,7 @@ def load_data(spec: str, task: str, img_size: int, channels: int | None = None) 
         return data
     layouts = _layouts(task)
     folder = Path(spec)
-    if not folder.is_dir():
+    if not (folder.is_dir() or find_yaml(folder)):
         names = ", ".join(builtins(task))
         raise EdgecnnError(
             f"{_NOUN[task]}dataset not found: {spec!r}; use a built-in name ({names}) or a folder with "
@@ -148,37 +157,112 @@ def _foreign_layout(folder: Path, task: str) -> Layout | None:
 
 
 def load_split(
-    spec: str, task: str, img_size: int, channels: int | None = None, seed: int = 0, val_fraction: float = 0.2
+    spec: str,
+    task: str,
+    img_size: int,
+    channels: int | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    cache: str | None = None,
 ) -> Split:
-    """Load ``spec`` and split it, seeded (stratified by class for classification); ``train.skipped``
-    lists what the loader did not use."""
+    """Load ``spec`` and split it: the dataset's own train/val when it defines them, else seeded (stratified
+    by class for classification); ``train.skipped`` lists what the loader did not use. ``cache`` (None,
+    'memory' or a file prefix) is how streamed images are kept once decoded (:mod:`edgecnn.data.stream`)."""
     data = load_data(spec, task, img_size, channels)
     train_idx, val_idx = data.split_indices(val_fraction, seed)
-    split = Split(data.subset(train_idx), data.subset(val_idx))
+    return _split(data, spec, train_idx, val_idx, seed, val_fraction, cache)
+
+
+def _split(
+    data: Any, spec: str, train_idx: np.ndarray, val_idx: np.ndarray, seed: int, val_fraction: float, cache: str | None
+) -> Split:
+    own = bool(getattr(data, "parts", None))
+    keys = data.x.keys() if isinstance(data.x, ImageFiles) else None
+    record = {
+        "spec": spec,
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "made_by": "the dataset's own splits" if own else "a seeded shuffle",
+        "root": str(data.x.root.resolve()) if keys is not None else None,
+        **{
+            name: [keys[i] for i in index.tolist()] if keys is not None else index.tolist()
+            for name, index in (("train", train_idx), ("val", val_idx))
+        },
+    }
+    split = Split(data.subset(train_idx), data.subset(val_idx), record)
     split.train.skipped = data.skipped
+    for half in (split.train, split.val):
+        if isinstance(half.x, ImageFiles):
+            half.x.cache = cache
     return split
 
 
-def model_split(info: ModelInfo, data: str | None = None) -> Split:
-    """The split a model was trained and validated on (its record), or ``data`` split the same way."""
+def read_split_record(run: Path | None, spec: str) -> dict[str, Any] | None:
+    """The split a run recorded for ``spec`` (``run/split.json``), or None (no record, or another dataset)."""
+    path = run / SPLIT_FILE if run is not None else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        ok = isinstance(record, dict) and all(isinstance(record.get(k), list) for k in ("train", "val"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        ok = False
+    if not ok:
+        raise EdgecnnError(f"{path} is damaged; restore it, or delete it to use the seeded split of the data")
+    return record if record.get("spec") == spec else None
+
+
+def _recorded_split(data: Any, spec: str, record: dict[str, Any], path: str) -> Split:
+    """``data`` split as ``record`` says: by file (what is gone is named in a warning) or by position."""
+    if isinstance(data.x, ImageFiles):
+        where = {key: i for i, key in enumerate(data.x.keys())}
+    else:
+        where = {i: i for i in range(len(data))}
+    halves, missing = [], []
+    for name in ("train", "val"):
+        found = [where[k] for k in record[name] if k in where]
+        missing += [k for k in record[name] if k not in where]
+        halves.append(np.asarray(found, np.int64))
+    if missing:
+        print(
+            f"warning: {len(missing)} image(s) that {path} lists are no longer in {spec} (e.g. {missing[0]}); "
+            "using the rest",
+            file=sys.stderr,
+        )
+    if not len(halves[1]):
+        raise EdgecnnError(f"none of the validation images that {path} lists is in {spec}; pass --split all")
+    return _split(data, spec, halves[0], halves[1], record.get("seed", 0), record.get("val_fraction", 0.2), None)
+
+
+def model_split(info: ModelInfo, data: str | None = None, run: Path | None = None) -> Split:
+    """The split a model was trained and validated on, or ``data`` split the same way: the files that
+    ``run/split.json`` lists when the run folder has one for that dataset, else the model's record (seed,
+    fraction) applied again."""
     spec = data or info.data.get("spec")
     if not spec:
         raise EdgecnnError(
             f"the model does not record its dataset; pass --data {default_data(info.task)} or --data DIR"
         )
-    split = load_split(
-        spec,
-        info.task,
-        info.input_size[0],
-        info.channels,
-        info.data.get("seed", 0),
-        info.data.get("val_fraction", 0.2),
-    )
+    record = read_split_record(run, spec)
+    if record is not None:
+        whole = load_data(spec, info.task, info.input_size[0], info.channels)
+        split = _recorded_split(whole, spec, record, str(run / SPLIT_FILE))
+    else:
+        split = load_split(
+            spec,
+            info.task,
+            info.input_size[0],
+            info.channels,
+            info.data.get("seed", 0),
+            info.data.get("val_fraction", 0.2),
+        )
     warn_skipped(split.train.skipped)
     return split
 
 
-def model_data(info: ModelInfo, data: str | None = None, split: str | None = None) -> tuple[Any, str]:
+def model_data(
+    info: ModelInfo, data: str | None = None, split: str | None = None, run: Path | None = None
+) -> tuple[Any, str]:
     """The images to measure a model on, and which part of ``data`` they are.
 
     Default: the validation split of the dataset the model was trained on (what it never trained on);
@@ -196,5 +280,5 @@ def model_data(info: ModelInfo, data: str | None = None, split: str | None = Non
         whole = load_data(spec, info.task, info.input_size[0], info.channels)
         warn_skipped(whole.skipped)
         return whole, split
-    halves = model_split(info, data)
+    halves = model_split(info, data, run)
     return (halves.val if split == "val" else halves.train), split

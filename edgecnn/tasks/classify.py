@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.benchmarks.accuracy import classification_metrics
+from edgecnn.data.files import map_batches, streamed
 from edgecnn.demo.overlay import draw_classes
 from edgecnn.metadata import ModelInfo
 from edgecnn.runtime.classify import read_classes
@@ -24,12 +25,16 @@ class ClassifyTask(Task):
         compile_model(model, lr, total_steps, int(model.output_shape[-1]))
 
     def dataset(self, info: ModelInfo, data: Any, batch: int, seed: int, augment: bool, train: bool) -> Any:
+        if streamed(data.x):  # images on disk: decoded as they stream
+            from edgecnn.data.stream import classify_stream  # lazy: TensorFlow stays off the light path
+
+            return classify_stream(data, batch, seed, augment and train, train)
         from edgecnn.training.fit import make_dataset  # lazy: TensorFlow stays off the light path
 
         return make_dataset(data.x, data.y, batch, seed, augment and train, train)
 
     def evaluate_keras(self, model: Any, info: ModelInfo, data: Any) -> dict[str, Any]:
-        probs = model.predict(data.x.astype(np.float32), batch_size=64, verbose=0)
+        probs = map_batches(lambda x: model.predict(x.astype(np.float32), batch_size=64, verbose=0), data.x, 1024)
         return {**classification_metrics(probs, data.y, data.labels), "predictions": probs}
 
     def evaluate_tflite(self, runner: Any, data: Any, progress: Progress = None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn.benchmarks.detection import coco_map
+from edgecnn.data.files import image_batches, streamed
 from edgecnn.demo.overlay import draw_detections
 from edgecnn.detection.anchors import generate_anchors
 from edgecnn.detection.nms import DEFAULT_NMS, postprocess
@@ -42,6 +43,10 @@ class DetectTask(Task):
         from edgecnn.detection.loss import make_dataset  # lazy: TensorFlow stays off the light path
 
         anchors, box_scale = _anchors(info)
+        if streamed(data.x):  # images on disk: decoded, and their targets assigned, as they stream
+            from edgecnn.data.stream import detect_stream  # lazy: TensorFlow stays off the light path
+
+            return detect_stream(data, anchors, box_scale, batch, seed, augment and train, train)
         return make_dataset(
             data.x,
             data.boxes,
@@ -63,8 +68,10 @@ class DetectTask(Task):
 
     def evaluate_keras(self, model: Any, info: ModelInfo, data: Any) -> dict[str, Any]:
         anchors, box_scale = _anchors(info)
-        encodings, scores = model.predict(data.x.astype(np.float32), batch_size=32, verbose=0)
-        detections = [postprocess(e, s, anchors, box_scale) for e, s in zip(encodings, scores, strict=True)]
+        detections = []
+        for images in image_batches(data.x, 256):  # raw outputs of a batch at a time: (N, anchors, classes) is big
+            encodings, scores = model.predict(images.astype(np.float32), batch_size=32, verbose=0)
+            detections += [postprocess(e, s, anchors, box_scale) for e, s in zip(encodings, scores, strict=True)]
         return self._metrics(detections, data)
 
     def evaluate_tflite(self, runner: Any, data: Any, progress: Progress = None) -> dict[str, Any]:
