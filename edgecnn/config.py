@@ -17,6 +17,8 @@ from edgecnn.errors import EdgecnnError
 SPLITS = ("val", "train", "all")  # the parts of a dataset a model is measured on (edgecnn.data.registry)
 SPLIT_WORDS = {"val": "validation images", "train": "training images", "all": "images (the whole set)"}
 MIN_IMG, MAX_IMG = 16, 2048  # input sizes edgecnn trains and profiles (an architecture may need more)
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies a run trains under
+LR_SCALING_RULES = ("none", "linear", "sqrt")  # edgecnn.training.distribute.LR_SCALING
 
 
 @dataclass
@@ -31,12 +33,22 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.2
     augment: bool = True
+    cache: str | None = None  # streamed datasets: None, 'memory' or a file prefix for the decoded images
     arch_options: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None  # 'imagenet' or a .keras/.h5 path: initial backbone weights
     freeze_backbone: bool = False  # train only the head in the first phase
     fine_tune_at: int | str | None = None  # then unfreeze from this layer (index or name) ...
     fine_tune_epochs: int | None = None  # ... for this many epochs (default: epochs) ...
     fine_tune_lr_factor: float = 0.1  # ... at this fraction of the learning rate
+    precision: str = "float32"  # or mixed_float16 / mixed_bfloat16; the saved model is float32 either way
+    clip_norm: float | None = None  # clip the gradient to this global norm
+    accumulate: int = 1  # micro-batches of `batch` whose gradients are summed into one update
+    devices: int | str | None = None  # None or 'all': every visible GPU; N: the first N (TF_CONFIG: multi-worker)
+    lr_scaling: str = "none"  # lr x f(replicas x accumulate): none, linear or sqrt
+    warmup_epochs: float = 0.0  # linear learning-rate warmup before the cosine decay
+    adversarial: str | None = None  # fgsm or pgd: half of every batch adversarial (edgecnn.insight.attacks)
+    adversarial_eps: float = 0.1  # the attack's budget, a fraction of the 0..1 pixel range
+    adversarial_steps: int = 7  # PGD iterations
     out: str = "runs/train"
 
     def validate(self) -> None:
@@ -55,6 +67,39 @@ class TrainConfig:
             raise EdgecnnError(f"--fine-tune-epochs must be 1 or more, got {self.fine_tune_epochs}")
         if self.channels not in (None, 1, 3):
             raise EdgecnnError(f"--channels must be 1 or 3, got {self.channels}")
+        self._validate_scale()
+        check_cache(self.cache)
+
+    def _validate_scale(self) -> None:
+        """The training-at-scale fields (issue #12): precision, clipping, accumulation, devices, warmup."""
+        if self.precision not in PRECISIONS:
+            raise EdgecnnError(f"--precision {self.precision!r} is unknown; use one of: {', '.join(PRECISIONS)}")
+        if self.lr_scaling not in LR_SCALING_RULES:
+            raise EdgecnnError(
+                f"--lr-scaling {self.lr_scaling!r} is unknown; use one of: {', '.join(LR_SCALING_RULES)}"
+            )
+        if self.clip_norm is not None and not (math.isfinite(self.clip_norm) and self.clip_norm > 0):
+            raise EdgecnnError(f"--clip-norm must be a finite positive number, got {self.clip_norm}")
+        for name in ("accumulate", "adversarial_steps"):
+            if getattr(self, name) < 1:
+                raise EdgecnnError(f"{name} must be 1 or more, got {getattr(self, name)}")
+        if not (math.isfinite(self.warmup_epochs) and self.warmup_epochs >= 0):
+            raise EdgecnnError(f"warmup_epochs must be 0 or more, got {self.warmup_epochs}")
+        if not 0 < self.adversarial_eps <= 1:
+            raise EdgecnnError(
+                f"--eps must be in (0, 1] (a fraction of the 0..1 pixel range), got {self.adversarial_eps}"
+            )
+
+
+def check_cache(cache: str | None) -> None:
+    """``--cache``: 'memory', or a file prefix in an existing folder (tf.data writes PREFIX-*.index/.data-*)."""
+    if cache is None or cache == "memory":
+        return
+    path = Path(cache)
+    if not cache.strip() or path.is_dir():
+        raise EdgecnnError(f"--cache {cache!r} is not a file prefix; use --cache memory or --cache DIR/NAME")
+    if not path.parent.is_dir():
+        raise EdgecnnError(f"--cache {cache}: folder {path.parent} does not exist; create it or use --cache memory")
 
 
 def to_yaml(config: Any) -> str:

@@ -52,7 +52,7 @@ def test_pretrained_backbone_beats_scratch(tmp_path: Path) -> None:
     assert transfer.metrics["epochs"] == scratch.metrics["epochs"] == 5
     margin = transfer.metrics["val_top1"] - scratch.metrics["val_top1"]
     print(f"transfer {transfer.metrics['val_top1']:.3f} vs scratch {scratch.metrics['val_top1']:.3f}")
-    assert margin >= 0.15, (transfer.metrics["val_top1"], scratch.metrics["val_top1"])
+    assert margin >= 0.15 - 1e-9, (transfer.metrics["val_top1"], scratch.metrics["val_top1"])
 
 
 def test_imagenet_weights_come_from_keras_cache(tmp_path: Path, monkeypatch) -> None:

@@ -18,7 +18,9 @@ class Task:
 
     ``data`` objects are the task's containers (:class:`~edgecnn.data.base.ImageData`,
     :class:`~edgecnn.data.base.DetectionData`, :class:`~edgecnn.data.base.SegmentationData`):
-    each has ``x`` (N, H, W, C) uint8, ``labels``, ``pixel_format``, ``subset`` and ``len``.
+    each has ``x`` (N, H, W, C) uint8, ``labels``, ``pixel_format``, ``subset`` and ``len``. ``x`` is a numpy
+    array or, for folders, :class:`~edgecnn.data.files.ImageFiles` (decoded when read): whole-set passes go
+    through :func:`~edgecnn.data.files.image_batches`, training through ``dataset``.
     Methods marked (TF) import TensorFlow; the others run on the light runtime. Data loading is the
     dataset table's (:mod:`edgecnn.data.registry`), keyed by the task's name.
     """
@@ -33,8 +35,9 @@ class Task:
         return len(data.labels)
 
     # -- training (TF) ---------------------------------------------------------------------
-    def compile(self, model: Any, info: ModelInfo, lr: float, total_steps: int | None) -> None:
-        """Loss, optimizer (cosine decay of ``lr`` over ``total_steps``; None: constant) and training metrics."""
+    def compile(self, model: Any, info: ModelInfo, lr: Any, total_steps: int | None) -> None:
+        """Loss, optimizer (cosine decay of ``lr`` over ``total_steps``; None: constant; a schedule as ``lr``,
+        as ``edgecnn train`` passes with warmup, is used as it is) and training metrics."""
         raise NotImplementedError
 
     def dataset(self, info: ModelInfo, data: Any, batch: int, seed: int, augment: bool, train: bool) -> Any:

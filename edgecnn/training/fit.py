@@ -1,5 +1,6 @@
-"""Training primitives the tasks compile and feed models with: the distribution strategy, the learning-rate
-schedule, the classification loss and its tf.data pipeline. The run itself is :mod:`edgecnn.pipelines.train`.
+"""Training primitives the tasks compile and feed models with: the learning-rate schedule, the
+classification loss and its tf.data pipeline. The run itself is :mod:`edgecnn.pipelines.train`; where it
+runs (devices, workers) is :mod:`edgecnn.training.distribute`.
 """
 
 from __future__ import annotations
@@ -9,13 +10,6 @@ from typing import Any
 import numpy as np
 
 from edgecnn.keras_env import keras, tf
-
-
-def strategy() -> Any:
-    """MirroredStrategy across all GPUs when there are several; the default strategy otherwise."""
-
-    gpus = tf.config.list_logical_devices("GPU")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, batch: int, seed: int, augment: bool, train: bool) -> Any:
@@ -32,7 +26,9 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch: int, seed: int, 
                 keras.layers.RandomZoom(0.1, seed=seed, fill_mode="constant"),
             ]
         )
-        ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        # Sequential: the random layers draw from a stateful generator, which deterministic ops (always on in
+        # training) run in order anyway; a parallel map would be rewritten, with a native warning per epoch.
+        ds = ds.map(lambda x, y: (aug(x, training=True), y))
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -40,11 +36,20 @@ def steps_per_epoch(n: int, batch: int) -> int:
     return int(np.ceil(n / batch))
 
 
-def learning_rate(lr: float, total_steps: int | None) -> Any:
-    """Cosine decay of ``lr`` over ``total_steps`` (a training phase), or ``lr`` itself when None
-    (the optimize steps fine-tune at a constant rate)."""
+def learning_rate(lr: Any, total_steps: int | None, warmup_steps: int = 0) -> Any:
+    """Cosine decay of ``lr`` over ``total_steps`` (a training phase), after a linear warmup from
+    ``lr / warmup_steps`` to ``lr`` over the first ``warmup_steps`` of them; ``lr`` itself when
+    ``total_steps`` is None (the optimize steps fine-tune at a constant rate) or when it is already a
+    schedule (``edgecnn train`` builds the schedule and hands it to the tasks' ``compile``)."""
 
-    return lr if total_steps is None else keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(total_steps, 1))
+    if total_steps is None or isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
+        return lr
+    warmup = min(max(int(warmup_steps), 0), max(total_steps - 1, 0))
+    if not warmup:
+        return keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(total_steps, 1))
+    return keras.optimizers.schedules.CosineDecay(
+        lr / warmup, decay_steps=max(total_steps - warmup, 1), warmup_target=lr, warmup_steps=warmup
+    )
 
 
 def compile_model(model: Any, lr: float, total_steps: int | None, num_classes: int) -> None:

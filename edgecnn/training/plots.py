@@ -9,7 +9,7 @@ from edgecnn.fileio import atomic_path
 
 def _panels(history: dict[str, list[float]]) -> list[str]:
     """'loss' first, then every other training curve Keras logged (accuracy, top5, per-output losses)."""
-    others = [k for k in history if not k.startswith("val_") and k not in ("loss", "lr")]
+    others = [k for k in history if not k.startswith("val_") and k not in ("loss", "lr", "images_per_sec")]
     return ["loss", *others]
 
 
