@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,11 +59,14 @@ def xnnpack_left_out(blob: bytes) -> list[FloatOp]:
     ]
 
 
-def quantize_for_xnnpack(calibrated: bytes, input_type: Any, output_type: Any, per_tensor: bool) -> bytes:
+def quantize_for_xnnpack(
+    calibrated: bytes, input_type: Any, output_type: Any, per_tensor: bool, keep_float: Sequence[str] = ()
+) -> bytes:
     """Quantize a calibrated model to int8, keeping float the ops XNNPACK would leave out in int8 (the
-    conversion report lists them from the written file: :func:`float_ops`)."""
-    kept: set[str] = set()
-    blob = _quantize(calibrated, input_type, output_type, per_tensor, [])
+    conversion report lists them from the written file: :func:`float_ops`), and the nodes (op output
+    tensor names) in ``keep_float``: the layers ``--float-layers`` names (:mod:`edgecnn.insight.quant_debug`)."""
+    kept: set[str] = set(keep_float)
+    blob = _quantize(calibrated, input_type, output_type, per_tensor, sorted(kept))
     for _ in range(ROUNDS):
         left = {f.tensor for f in xnnpack_left_out(blob)} - kept  # some ops the quantizer keeps int8 regardless
         if not left:

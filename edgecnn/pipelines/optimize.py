@@ -22,19 +22,19 @@ import yaml
 from edgecnn.benchmarks.latency import benchmark_model
 from edgecnn.convert.formats import FORMATS, Format
 from edgecnn.convert.tflite import to_tflite
+from edgecnn.convert.tflite_metadata import embed_standard_metadata
 from edgecnn.data.registry import model_split
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import ensure_dir, write_bytes, write_text
 from edgecnn.keras_env import keras
 from edgecnn.metadata import ModelInfo, embed_tflite_info, read_keras_info
 from edgecnn.optimize import cluster, prune
-from edgecnn.optimize.common import gzip_size, sparsity, unique_values
+from edgecnn.optimize.common import fine_tune_data, gzip_size, sparsity, unique_values
 from edgecnn.optimize.distill import DistillConfig, check_compatible, make_distiller
 from edgecnn.optimize.qat import format_plan, plan_qat, quantize_model
 from edgecnn.optimize.report import write_report
 from edgecnn.runtime.interpreter import TFLiteModel
 from edgecnn.tasks import Task, get_task
-from edgecnn.training.fit import make_dataset
 from edgecnn.training.keras_io import check_keras_path, load_keras, save_keras
 
 
@@ -55,6 +55,7 @@ class OptimizeConfig:
     batch: int = 32
     seed: int = 0
     bench_runs: int = 100
+    data: str | None = None  # --data: fine-tune on this (needed for a Keras model edgecnn did not train)
     out: str | None = None  # default: <source run>/optimized
 
     def steps(self) -> list[str]:
@@ -124,7 +125,7 @@ def step_distill(model: Any, ctx: Context) -> Any:
     distiller = make_distiller(student, teacher, cfg)
     schedule = keras.optimizers.schedules.CosineDecay(1e-3, decay_steps=max(1, epochs * _steps_per_epoch(ctx)))
     distiller.compile(optimizer=keras.optimizers.Adam(schedule))
-    data = make_dataset(ctx.train.x, ctx.train.y, ctx.config.batch, ctx.config.seed, ctx.augment, True)
+    data = ctx.task.dataset(ctx.info, ctx.train, ctx.config.batch, ctx.config.seed, ctx.augment, True)
     distiller.fit(data, epochs=epochs, verbose=0)
     return student
 
@@ -191,7 +192,7 @@ def measure(
     graph = ctx.task.export_graph(model, ctx.info)
     blob = to_tflite(graph, fmt, io, calib if fmt.needs_calibration else None, per_tensor=per_tensor)
     info = dataclasses.replace(ctx.info, quantization=fmt.name, extra={**ctx.info.extra, "io": io, "optimized": name})
-    blob = embed_tflite_info(blob, info)
+    blob = embed_standard_metadata(embed_tflite_info(blob, info), info)  # + the standard TFLite metadata
     path = write_bytes(folder / f"model_{fmt.name}.tflite", blob)
     metric = ctx.task.metric
     latency = benchmark_model(path, threads=os.cpu_count(), runs=ctx.config.bench_runs).latency_ms["p50"]
@@ -218,10 +219,16 @@ def save_step(model: Any, ctx: Context, folder: Path, row: Measured) -> None:
 def load_context(source: str | os.PathLike, config: OptimizeConfig) -> tuple[Any, Context, Path]:
     path = check_keras_path(source)
     model, info = load_keras(path)
-    if info is None or not info.data.get("spec"):
-        raise EdgecnnError(f"{path} does not record its dataset; optimize runs made by edgecnn train")
+    if config.data:  # another dataset, or a Keras model edgecnn did not train
+        info, split = fine_tune_data(model, info, config.data, config.seed, run=path.parent)
+    elif info is None or not info.data.get("spec"):
+        raise EdgecnnError(
+            f"{path} does not record its dataset; pass --data with its fine-tuning data (a folder of class "
+            "subfolders, or digits)"
+        )
+    else:
+        split = model_split(info, run=path.parent)
     task = get_task(info.task)
-    split = model_split(info)
     config_yaml = path.parent / "config.yaml"
     epochs = (
         (yaml.safe_load(config_yaml.read_text()) or {}).get("epochs", config.epochs)

@@ -1,0 +1,171 @@
+"""The quantization debugger (``edgecnn quant-debug``, ``convert --int8 --debug``) and the selective mixed
+int8/float conversion (``--float-layers``) on the seeded LeNet-5 digits run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgecnn.cli import main
+
+LENET_LAYERS = {"normalize", "c1", "s2", "c3", "s4", "flatten", "c5", "f6", "predictions"}
+
+
+def test_tensor_names_map_back_to_keras_layers() -> None:
+    from edgecnn.insight.quant_debug import keras_layers
+
+    names = ["c1", "c1_act", "c5", "c5_act", "mobilenetv2_0.35_32", "Conv1", "bn_Conv1", "Conv1_relu", "head"]
+    known = {name: i for i, name in enumerate(names)}  # graph order
+    assert keras_layers("lenet5/c1_act/Relu;lenet5/c1/BiasAdd;lenet5/c1/Conv2D", known) == ["c1", "c1_act"]
+    assert keras_layers("lenet5/c5/MatMul;lenet5/c5_act/Relu;lenet5/c5/BiasAdd", known) == ["c5", "c5_act"]
+    bb = "m/mobilenetv2_0.35_32"
+    nested = f"{bb}/Conv1_relu/Relu6;{bb}/bn_Conv1/FusedBatchNormV3;{bb}/Conv1/Conv2D1"
+    assert keras_layers(nested, known) == ["Conv1", "bn_Conv1", "Conv1_relu"]  # the backbone's, not the backbone
+    assert keras_layers("StatefulPartitionedCall:0", known) == []
+
+
+def test_quant_debug_names_ranks_and_measures(digits_run: Path, tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"  # the run's model with its split.json listing 300 of its 359 validation images
+    run.mkdir()
+    shutil.copy(digits_run / "model.keras", run / "model.keras")
+    split = json.loads((digits_run / "split.json").read_text())
+    (run / "split.json").write_text(json.dumps({**split, "val": split["val"][:300]}))
+    out = tmp_path / "report"
+    args = ["quant-debug", str(run / "model.keras"), "--float-layers", "c1", "--top", "2"]
+    assert main([*args, "--samples", "50", "--calib", "digits", "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["ranked_on"] == 50  # --samples
+    assert report["measured_on"] == 300  # the images the run's split.json names, not the data split again
+    assert report["calibration"] == "200 images from digits (train split)"  # --calib
+    rows = report["layers"]
+    assert {r["layer"] for r in rows} <= LENET_LAYERS and {"c1", "c3", "c5", "predictions"} <= {
+        r["layer"] for r in rows
+    }
+    assert [r["rank"] for r in rows] == list(range(1, len(rows) + 1))
+    assert [r["gain"] for r in rows] == sorted((r["gain"] for r in rows), reverse=True)
+    c1 = next(r for r in rows if r["layer"] == "c1")
+    assert c1["fused"] == ["c1", "c1_act"] and c1["op"] == "CONV_2D"  # conv + its ReLU: one int8 op
+    assert 20 < c1["sqnr_db"] < 80 and 0.99 < c1["cosine"] <= 1.0 + 1e-6 and 0 < c1["rmse_scale"] < 1
+    assert c1["weight_sqnr_per_channel_db"] >= c1["weight_sqnr_per_tensor_db"] > 20
+    floated = [r["layer"] for r in rows if r["action"].startswith("keep float: --float-layers")]
+    assert len(floated) <= 2 and floated == [r["layer"] for r in rows[: len(floated)]]  # --top 2
+    variants = {v["name"]: v for v in report["variants"]}
+    assert variants["--float-layers"]["float_layers"] == ["c1"]  # --float-layers, measured
+    assert abs(variants["--float-layers"]["top1"] - report["float_top1"]) <= 0.02
+    assert report["float_top1"] >= 0.9 and abs(variants["int8 (per-channel)"]["top1"] - report["float_top1"]) <= 0.02
+    with open(report["csv"]) as f:
+        table = list(csv.DictReader(f))
+    assert [r["layer"] for r in table] == [r["layer"] for r in rows] and "sqnr_db" in table[0]
+
+
+def test_convert_float_layers_and_debug(digits_run: Path, tmp_path: Path, capsys) -> None:
+    model = str(digits_run / "model.keras")
+    assert main(["convert", model, "--int8", "-o", str(tmp_path / "plain.tflite"), "--json"]) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert "CONV_2D" not in plain["float_ops"]
+    mixed_path = tmp_path / "mixed.tflite"
+    assert main(["convert", model, "--int8", "--float-layers", "c1", "c3", "-o", str(mixed_path), "--debug"]) == 0
+    text = capsys.readouterr().out
+    assert "float  CONV_2D x2 (--float-layers c1 c3," in text  # c1 and c3 kept float, the rest int8
+    assert "quant-debug" in text and "worst layers" in text
+    debug = json.loads((tmp_path / "mixed_quant_debug" / "quant_debug.json").read_text())  # --debug, beside it
+    assert {v["name"] for v in debug["variants"]} >= {"int8 (per-channel)", "--float-layers"}
+    from edgecnn.convert.xnnpack import float_ops
+    from edgecnn.runtime.interpreter import TFLiteModel
+
+    assert float_ops(TFLiteModel(mixed_path, delegate="none")).get("CONV_2D") == 2
+
+
+def test_quant_debug_errors(digits_run: Path, tmp_path: Path, capsys) -> None:
+    model = str(digits_run / "model.keras")
+    assert main(["quant-debug", model, "--float-layers", "c33", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "--float-layers c33: no int8 op computes a layer of that name; did you mean c3" in err
+    assert not (tmp_path / "x").exists()
+    assert main(["convert", model, "--float32", "--debug", "-o", str(tmp_path / "f.tflite")]) == 2
+    assert "--debug reports per-layer int8 error of the --int8 .tflite" in capsys.readouterr().err
+    assert main(["convert", model, "--edgetpu", "--float-layers", "c1", "-o", str(tmp_path / "e.tflite")]) == 2
+    assert "does not apply to edgetpu" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.tflite"))
+
+
+def _digits_on_disk(folder: Path, count: int) -> tuple[object, object]:
+    """``count`` validation digits as PNG files: the same images in memory and streamed from disk."""
+    import cv2
+
+    from edgecnn.data import load_split
+    from edgecnn.data.base import ImageData
+    from edgecnn.data.files import ImageFiles
+
+    val = load_split("digits", "classify", 32, None, 0, 0.2).val.subset(np.arange(count))
+    folder.mkdir()
+    paths = [folder / f"{i}.png" for i in range(count)]
+    for path, image in zip(paths, val.x, strict=True):
+        cv2.imwrite(str(path), image)
+    files = ImageData(ImageFiles(paths, 32, "gray", folder), val.y, val.labels, "gray")
+    return val, files
+
+
+def test_whole_set_passes_stream_files_a_batch_at_a_time(digits_run: Path, tmp_path: Path, monkeypatch) -> None:
+    """quant-debug's validation top-1 and eval --attack on images streamed from disk: the figures of the same
+    images in memory, without ever decoding the whole set into one array (that would raise here)."""
+    from edgecnn.data.files import ImageFiles
+    from edgecnn.pipelines import quant_debug, robustness
+    from edgecnn.runtime.interpreter import TFLiteModel
+    from edgecnn.training.keras_io import load_keras
+
+    model, info = load_keras(digits_run / "model.keras")
+    int8 = digits_run / "model_int8.tflite"
+    in_memory, streamed = _digits_on_disk(tmp_path / "digits", 200)
+    monkeypatch.setattr(quant_debug, "VAL_BATCH", 64)  # 200 images: 4 batches, the last one short
+    expected = quant_debug._val_top1(model, {"int8": int8.read_bytes()}, in_memory)
+
+    def whole(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the whole set was decoded into one array")
+
+    monkeypatch.setattr(ImageFiles, "__array__", whole)
+    assert quant_debug._val_top1(model, {"int8": int8.read_bytes()}, streamed) == expected
+    assert expected[0] >= 0.9 and abs(expected[1]["int8"] - expected[0]) <= 0.02
+    attack = robustness.attack_options("fgsm", 0.1, None)
+    monkeypatch.setattr(robustness, "BATCH", 64)
+    for runner in (None, TFLiteModel(int8)):  # the Keras model attacked; then its int8 file, transferred
+        got = robustness.robustness(int8, info, streamed, attack, keras_model=model, runner=runner)
+        want = robustness.robustness(int8, info, in_memory, attack, keras_model=model, runner=runner)
+        assert got == want and got["images"] == 200 and got["max_pixel_change"] == 25
+        assert got["adversarial_top1"] < got["clean_top1"]
+
+
+DEBUGGED = "mobilenet_v1_0125_seed2"  # the candidate benchmarks/quant_debug.py debugs (its int8 loses 2.23 points)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="done-when not met (benchmarks/results/quant_debug.md): the top-ranked layers float win back none of "
+    "the 2.23 points; int8's error there is spread over the first layers (the first 8 of 30 float recover 50%)",
+)
+def test_debugger_recovers_mobilenet_int8_loss(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Done-when: on a model whose post-training int8 loses more than a point (the candidate the benchmark
+    script debugs, trained with its pinned settings), keeping the top-ranked layers float recovers at least
+    half of the loss."""
+    import dataclasses
+    import importlib
+
+    from edgecnn.pipelines.train import train
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
+    bench = importlib.import_module("quant_debug")  # benchmarks/quant_debug.py: the settings, in one place
+    config = dataclasses.replace(bench.candidate_config(DEBUGGED), out=str(tmp_path / "run"))
+    run = train(config, verbose=0).model_path
+    assert main(["quant-debug", str(run), "--out", str(tmp_path / "qd"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    variants = {v["name"]: v for v in report["variants"]}
+    assert report["float_top1"] - variants["int8 (per-channel)"]["top1"] > 0.01  # the model of the done-when
+    top = next(v for v in report["variants"] if v["name"].startswith("top "))
+    assert top["recovered"] >= 0.5
