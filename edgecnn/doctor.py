@@ -12,7 +12,10 @@ No check imports TensorFlow; together they finish in well under 5 s on a light i
 * libedgetpu: the Edge TPU runtime library, its version (``edgetpu_version()``) and devices;
 * compiler: ``edgetpu_compiler`` and its version;
 * cameras: indices 0-3 that open and deliver a frame, each probe bounded by a timeout;
-* OpenCV: the build's video I/O backends (V4L2, GStreamer, FFMPEG).
+* OpenCV: the build's video I/O backends (V4L2, GStreamer, FFMPEG);
+* onnxruntime, CUDA, TensorRT: the ONNX Runtime build and its execution providers (``--provider``), the
+  CUDA driver and its GPUs (``libcuda``), the TensorRT library; each optional, a warning only when a
+  provider is there but what it needs is not.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from edgecnn.edgetpu.compiler import find_compiler
 from edgecnn.errors import EdgecnnError
 from edgecnn.quiet import native_stderr_silenced
 from edgecnn.runtime.interpreter import EDGETPU_LIBRARY, find_backend
+from edgecnn.runtime.onnx import PROVIDERS
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 PYTHON_RANGE = ((3, 10), (3, 12))  # pyproject: requires-python >=3.10,<3.13
@@ -353,6 +357,103 @@ def check_opencv(version: str | None = None, build_info: str | None = None, syst
     return Finding("opencv", OK, detail)
 
 
+def onnx_providers(find: Callable[[str], Any] = importlib.util.find_spec) -> tuple[str, list[str]] | None:
+    """(onnxruntime version, its execution providers), or None when onnxruntime is not installed."""
+    if find("onnxruntime") is None:
+        return None
+    import onnxruntime  # installed (the onnx extra): ~0.2 s, only here
+
+    return onnxruntime.__version__, list(onnxruntime.get_available_providers())
+
+
+def check_onnxruntime(probe: Callable[[], tuple[str, list[str]] | None] = onnx_providers) -> Finding:
+    """ONNX Runtime and the ``--provider`` values its build offers (.onnx models only)."""
+    found = probe()
+    if found is None:
+        return Finding("onnxruntime", OK, "not installed; only .onnx models need it: pip install 'edgecnn[onnx]'")
+    version, eps = found
+    ours = [name for name, p in PROVIDERS.items() if p.ep in eps]
+    return Finding(
+        "onnxruntime", OK, f"onnxruntime {version}: --provider {', '.join(ours) or 'none'} ({', '.join(eps)})"
+    )
+
+
+def cuda_devices(load: Callable[[str], Any] = ctypes.CDLL) -> tuple[str, list[str]] | None:
+    """(CUDA driver version, GPU names) through the driver API (libcuda), or None without a driver."""
+    try:
+        cuda = load("libcuda.so.1" if platform.system() == "Linux" else "nvcuda.dll")
+    except OSError:
+        return None
+    version, count = ctypes.c_int(0), ctypes.c_int(0)
+    if cuda.cuInit(0) != 0 or cuda.cuDriverGetVersion(ctypes.byref(version)) != 0:
+        return f"{version.value // 1000}.{version.value % 1000 // 10}", []
+    cuda.cuDeviceGetCount(ctypes.byref(count))
+    names = []
+    for i in range(count.value):
+        device, name = ctypes.c_int(0), ctypes.create_string_buffer(100)
+        cuda.cuDeviceGet(ctypes.byref(device), i)
+        cuda.cuDeviceGetName(name, 100, device)
+        names.append(name.value.decode(errors="replace"))
+    return f"{version.value // 1000}.{version.value % 1000 // 10}", names
+
+
+def check_cuda(
+    probe: Callable[[], tuple[str, list[str]] | None] = cuda_devices,
+    onnx: Callable[[], tuple[str, list[str]] | None] = onnx_providers,
+) -> Finding:
+    """The CUDA driver and its GPUs, which --provider cuda and tensorrt run on."""
+    found, runtime = probe(), onnx()
+    wants = runtime is not None and PROVIDERS["cuda"].ep in runtime[1]
+    if not found or not found[1]:
+        detail = "no CUDA driver (libcuda)" if not found else f"CUDA driver {found[0]} but no GPU"
+        if wants:
+            return Finding("cuda", WARN, detail + ": onnxruntime-gpu has nothing to run on", "use --provider cpu")
+        return Finding("cuda", OK, detail + "; only --provider cuda and tensorrt need a CUDA GPU")
+    gpus = ", ".join(found[1])
+    fix = "" if wants else "onnxruntime has no CUDA provider: pip install onnxruntime-gpu (for --provider cuda)"
+    return Finding("cuda", WARN if fix else OK, f"CUDA driver {found[0]}, {len(found[1])} GPU: {gpus}", fix)
+
+
+def tensorrt_version(
+    find_library: Callable[[str], str | None] = ctypes.util.find_library, load: Callable[[str], Any] = ctypes.CDLL
+) -> str | None:
+    """The TensorRT library's version (getInferLibVersion), or None when it is not installed."""
+    for name in (find_library("nvinfer"), "libnvinfer.so.10", "libnvinfer.so.8"):
+        if not name:
+            continue
+        try:
+            code = int(load(name).getInferLibVersion())
+        except (OSError, AttributeError):
+            continue
+        major, minor, patch = (
+            (code // 10000, code // 100 % 100, code % 100)
+            if code >= 10000
+            else (code // 1000, code // 100 % 10, code % 100)
+        )
+        return f"{major}.{minor}.{patch}"
+    return None
+
+
+def check_tensorrt(
+    probe: Callable[[], str | None] = tensorrt_version,
+    onnx: Callable[[], tuple[str, list[str]] | None] = onnx_providers,
+) -> Finding:
+    """TensorRT, which --provider tensorrt builds its engines with."""
+    version, runtime = probe(), onnx()
+    wants = runtime is not None and PROVIDERS["tensorrt"].ep in runtime[1]
+    if version is None:
+        if wants:
+            return Finding(
+                "tensorrt",
+                WARN,
+                "libnvinfer not found: --provider tensorrt will not start",
+                "pip install tensorrt (or NVIDIA's TensorRT packages)",
+            )
+        return Finding("tensorrt", OK, "not installed; only --provider tensorrt needs it")
+    fix = "" if wants else "onnxruntime has no TensorRT provider: pip install onnxruntime-gpu"
+    return Finding("tensorrt", WARN if fix else OK, f"TensorRT {version}", fix)
+
+
 CHECKS: tuple[Callable[[], Finding], ...] = (
     check_python,
     check_numpy,
@@ -363,6 +464,9 @@ CHECKS: tuple[Callable[[], Finding], ...] = (
     check_cameras,
     check_picamera2,
     check_opencv,
+    check_onnxruntime,
+    check_cuda,
+    check_tensorrt,
 )
 
 

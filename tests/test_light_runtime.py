@@ -21,6 +21,7 @@ from edgecnn.cli import main
 rc = main(sys.argv[1:])
 leaked = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras'))
 print('LEAKED', leaked)
+print('ONNXRUNTIME', 'onnxruntime' in sys.modules)
 sys.exit(rc if not leaked else 99)
 """
 
@@ -29,9 +30,17 @@ def probe(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.parametrize("model_file", ["model_int8.tflite", "model_float32.onnx"])
 @pytest.mark.parametrize("command", ["benchmark", "demo", "eval"])
-def test_command_never_imports_tensorflow(command: str, digits_run: Path, digits_clip: Path, tmp_path: Path) -> None:
-    model = str(digits_run / "model_int8.tflite")
+def test_command_never_imports_tensorflow(
+    command: str, model_file: str, digits_run: Path, digits_clip: Path, tmp_path: Path
+) -> None:
+    if model_file.endswith(".onnx"):  # through ONNX Runtime, the onnx extra
+        pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install 'edgecnn[onnx]'")
+        from test_onnx_runtime import onnx_of
+
+        onnx_of(digits_run)
+    model = str(digits_run / model_file)
     args = {
         "benchmark": ["benchmark", model, "--runs", "5"],
         "demo": [
@@ -51,6 +60,8 @@ def test_command_never_imports_tensorflow(command: str, digits_run: Path, digits
     result = probe(*args)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "LEAKED []" in result.stdout
+    # onnxruntime is imported for .onnx models only: a .tflite command stays as light as before
+    assert f"ONNXRUNTIME {model_file.endswith('.onnx')}" in result.stdout
 
 
 def test_light_modules_import_without_tensorflow() -> None:

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtime.interpreter import TFLiteModel, load_model
+from edgecnn.runtime.interpreter import TFLiteModel
+from edgecnn.runtime.open import open_model
 
 
 @dataclass
@@ -107,14 +108,16 @@ def benchmark_model(
     warmup: int = 10,
     runs: int | None = 100,
     seconds: float | None = None,
+    provider: str | None = None,
 ) -> BenchmarkResult:
     if runs is not None and runs < 1:
         raise EdgecnnError(f"--runs must be 1 or more, got {runs}")
     reset_peak_rss()
-    model: TFLiteModel = load_model(path, threads=threads, delegate=delegate, device=device)
+    model = open_model(path, threads, delegate, device, provider)  # a .tflite (LiteRT) or an .onnx (ONNX Runtime)
     rng = np.random.default_rng(0)
     model.set_input(rng.integers(0, 256, model.input_shape).astype(np.uint8))
-    invoke = model.interpreter.invoke
+    # LiteRT: the bare interpreter call; ONNX Runtime: one session.run (what a bare ONNX Runtime loop times)
+    invoke = model.interpreter.invoke if isinstance(model, TFLiteModel) else model.invoke
     t = time.perf_counter()
     invoke()
     first_ms = (time.perf_counter() - t) * 1e3
@@ -125,7 +128,7 @@ def benchmark_model(
     return BenchmarkResult(
         model=str(path),
         runtime=f"{model.backend.name} {model.backend.version}",
-        delegate=delegate,
+        delegate=model.delegate,  # an .onnx model's execution provider
         threads=threads,
         runs=len(times),
         init_ms=round(model.init_ms, 3),
@@ -134,7 +137,7 @@ def benchmark_model(
         fps=round(1e3 / stats["mean"], 2),
         peak_rss_mb=round(peak_rss_mb(), 1),
         model_bytes=Path(path).stat().st_size,
-        undelegated_ops=model.undelegated_ops() if delegate != "none" else [],
+        undelegated_ops=model.undelegated_ops() if model.delegate != "none" else [],
     )
 
 
@@ -149,6 +152,11 @@ def format_undelegated(result: BenchmarkResult) -> str:
         counts[op] = counts.get(op, 0) + 1
     ops = ", ".join(f"{op} x{n}" for op, n in counts.items())
     return f"{Path(result.model).name}: outside {result.delegate}: {ops} (plain kernels, between delegate partitions)"
+
+
+def _engine(result: BenchmarkResult) -> str:
+    """What ``delegate`` names: an ONNX Runtime execution provider, or a LiteRT delegate."""
+    return "provider" if result.runtime.startswith("onnxruntime") else "delegate"
 
 
 def format_table(results: list[BenchmarkResult]) -> str:
@@ -185,15 +193,13 @@ def format_table(results: list[BenchmarkResult]) -> str:
                 f"{base / lat['p50']:.2f}x",
             ]
         )
+    if len({(r.runtime, r.delegate) for r in results}) > 1:  # LiteRT and ONNX Runtime side by side: say which
+        head.insert(1, "runtime")
+        for row, r in zip(rows, results, strict=True):
+            row.insert(1, f"{r.runtime.split()[0]} {r.delegate}")
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
     fmt = lambda cells: "| " + " | ".join(str(c).rjust(w) for c, w in zip(cells, widths, strict=True)) + " |"  # noqa: E731
     first = results[0] if results else None
-    caption = (
-        (
-            f"{first.runtime}, delegate {first.delegate}, threads {first.threads or 'default'}, "
-            f"{first.runs} runs; latency in ms"
-        )
-        if first
-        else ""
-    )
+    runtimes = ", ".join(dict.fromkeys(f"{r.runtime}, {_engine(r)} {r.delegate}" for r in results))
+    caption = f"{runtimes}, threads {first.threads or 'default'}, {first.runs} runs; latency in ms" if first else ""
     return "\n".join([caption, fmt(head), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, rows)])

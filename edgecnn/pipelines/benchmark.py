@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from edgecnn.benchmarks.latency import BenchmarkResult, benchmark_model
 from edgecnn.demo.pipeline import LoopOptions, run_demo
 from edgecnn.demo.sources import open_source
-from edgecnn.metadata import read_tflite_info
-from edgecnn.runtime.interpreter import load_model
+from edgecnn.runtime.open import check_runtime_flags, open_model, read_model_info
 from edgecnn.tasks import check_task
 
 
@@ -29,13 +28,15 @@ class BenchmarkOptions:
     delegate: str = "xnnpack"
     device: str | None = None
     source: str | None = None  # also run the demo pipeline on this video, camera or image folder
+    provider: str | None = None  # --provider: the .onnx models' ONNX Runtime execution provider (None: cpu)
 
 
 def benchmark(models: list[str | os.PathLike], options: BenchmarkOptions) -> list[BenchmarkResult]:
-    """One result per model; a model of the wrong task fails before any timing."""
+    """One result per model (.tflite and .onnx alike); a model of the wrong task fails before any timing."""
+    check_runtime_flags(models, options.delegate, options.provider)
     if options.task:
         for path in models:
-            info = read_tflite_info(path) if str(path).endswith(".tflite") else None
+            info = read_model_info(path)
             check_task(options.task, info.task if info else "classify", str(path))
     if options.source:
         open_source(options.source).close()  # a source that does not open fails before any timing
@@ -49,6 +50,7 @@ def benchmark(models: list[str | os.PathLike], options: BenchmarkOptions) -> lis
             warmup=options.warmup,
             runs=None if options.seconds else options.runs,
             seconds=options.seconds,
+            provider=options.provider,
         )
         if options.source:
             result.pipeline = pipeline_stats(path, result, options)
@@ -58,7 +60,7 @@ def benchmark(models: list[str | os.PathLike], options: BenchmarkOptions) -> lis
 
 def pipeline_stats(path: str | os.PathLike, invoke_only: BenchmarkResult, options: BenchmarkOptions) -> dict:
     """The demo loop on ``options.source`` (headless, ``runs`` frames) and its ratio to the inference bound."""
-    model = load_model(path, threads=options.threads, delegate=options.delegate, device=options.device)
+    model = open_model(path, options.threads, options.delegate, options.device, options.provider)
     stats = run_demo(model, open_source(options.source), None, LoopOptions(display=False, max_frames=options.runs))
     bound = 1e3 / invoke_only.latency_ms["p50"]
     return {

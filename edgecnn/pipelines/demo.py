@@ -10,7 +10,7 @@ from edgecnn.demo.live import parse_address
 from edgecnn.demo.pipeline import VIDEO_SUFFIXES, LoopOptions, run_demo
 from edgecnn.demo.sources import DEFAULT_RETRIES, open_source
 from edgecnn.fileio import check_output_path
-from edgecnn.runtime.interpreter import load_model
+from edgecnn.runtime.open import check_runtime_flags, open_model
 from edgecnn.tasks import check_task, get_task
 
 
@@ -29,6 +29,7 @@ class DemoOptions:
     threads: int | None = None
     delegate: str = "xnnpack"
     device: str | None = None
+    provider: str | None = None  # --provider: an .onnx model's ONNX Runtime execution provider (None: cpu)
     serve: str | None = None  # PORT or HOST:PORT: the live view over HTTP (loopback unless a host is given)
     verbose: bool = False  # say which runtime and delegate run the model (stderr)
 
@@ -39,9 +40,11 @@ def demo(options: DemoOptions) -> dict[str, Any]:
         check_output_path(options.save, "--save", VIDEO_SUFFIXES, inputs=(options.model, options.source))
     if options.serve:
         parse_address(options.serve)  # a bad address fails before the model loads
-    model = load_model(options.model, threads=options.threads, delegate=options.delegate, device=options.device)
+    check_runtime_flags([options.model], options.delegate, options.provider)
+    model = open_model(options.model, options.threads, options.delegate, options.device, options.provider)
     if options.verbose:
-        print(f"runtime: {model.backend.name} {model.backend.version}, delegate {options.delegate}", file=sys.stderr)
+        how = f"provider {model.provider}" if hasattr(model, "provider") else f"delegate {options.delegate}"
+        print(f"runtime: {model.backend.name} {model.backend.version}, {how}", file=sys.stderr)
     task = get_task(model.info.task if model.info else None)
     check_task(options.task, task.name, str(options.model))
     source = open_source(str(options.source), options.loop, options.max_retries)
