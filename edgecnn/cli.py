@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn import __version__
-from edgecnn.config import MAX_IMG, MIN_IMG, SPLITS
+from edgecnn.config import LR_SCALING_RULES, MAX_IMG, MIN_IMG, PRECISIONS, SPLITS
 from edgecnn.edgetpu.ops import DEFAULT_RUNTIME
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.interpreter import DELEGATES
+from edgecnn.runtime.onnx import PROVIDERS
 from edgecnn.tasks import TASKS
 
 Handler = Callable[[argparse.Namespace], int | None]
@@ -126,7 +127,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         "weights": args.weights,
         "fine_tune_at": args.fine_tune_at,
         "fine_tune_epochs": args.fine_tune_epochs,
+        "cache": args.cache,
+        "precision": args.precision,
+        "clip_norm": args.clip_norm,
+        "accumulate": args.accumulate,
+        "devices": args.devices,
+        "lr_scaling": args.lr_scaling,
+        "adversarial": args.adversarial,
+        "adversarial_eps": args.eps,
     }
+    if args.resume:  # the run continues exactly as its config.yaml records it
+        given = [k for k, v in flags.items() if v is not None] + ["config"] * bool(args.config)
+        given += ["option"] * bool(args.option) + ["no-augment"] * args.no_augment
+        if given or args.freeze_backbone:
+            name = (given or ["freeze-backbone"])[0].replace("_", "-")
+            raise EdgecnnError(f"--resume continues {args.resume} as its config.yaml records it; drop --{name}")
+        recorded = Path(args.resume) / "config.yaml"
+        if not recorded.is_file():
+            raise EdgecnnError(f"--resume {args.resume}: not a run folder (no config.yaml); give a run's --out folder")
+        config = load_train_config(recorded)
+        flags = {"out": args.resume}
     for key, value in flags.items():  # a flag given on the command line overrides the recipe
         if value is not None:
             setattr(config, key, value)
@@ -141,7 +161,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     check_task(args.task, task.name, f"architecture {config.arch}")
     from edgecnn.pipelines.train import train  # lazy: see above
 
-    result = train(config)
+    result = train(config, resume=bool(args.resume))
     m = result.metrics
     print(
         f"trained {config.arch} on {config.data}: val {task.summary({task.metric: m['val_metric']})} "
@@ -171,15 +191,43 @@ def cmd_convert(args: argparse.Namespace) -> int:
         options = dataclasses.replace(options, evaluate=False)
     if args.all_int8:
         options = dataclasses.replace(options, all_int8=True)
+    if args.onnx:  # an .onnx instead of a .tflite: float32 unless --int8 (or the recipe) names the format
+        fmt = args.format or (options.format if args.config else "float32")
+        options = dataclasses.replace(options, onnx=True, format=fmt, opset=args.opset)
+    elif args.opset is not None:
+        raise EdgecnnError(f"--opset {args.opset} sets the ONNX opset; add --onnx")
+    if args.float_layers:
+        options = dataclasses.replace(options, float_layers=tuple(args.float_layers))
+    if args.debug:
+        from edgecnn.pipelines.quant_debug import check_debuggable  # lazy: see above
+
+        check_debuggable(options.format, options.onnx)  # before the conversion
     report = convert(args.model, args.output, options)
     print_json(report.as_dict()) if args.json else print(format_report(report))
+    if args.debug:  # the per-layer report of the model just written, beside it
+        from edgecnn.pipelines.quant_debug import QuantDebugOptions, format_quant_debug, quant_debug  # lazy: see above
+
+        debug = QuantDebugOptions(
+            float_layers=options.float_layers,
+            calib=options.calib,
+            calib_samples=options.calib_samples,
+            out=str(Path(report.output).with_suffix("")) + "_quant_debug",
+        )
+        result = quant_debug(args.model, debug)
+        print_json(result.as_dict()) if args.json else print(format_quant_debug(result))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from edgecnn.pipelines.evaluate import EvalOptions, evaluate, format_eval  # lazy: see above
 
-    options = EvalOptions(args.data, args.split, args.plots, args.task, args.threads, args.delegate, args.device)
+    options = EvalOptions(
+        args.data, args.split, args.plots, args.task, args.threads, args.delegate, args.device, provider=args.provider
+    )
+    if args.attack:
+        options = dataclasses.replace(options, attack=args.attack, eps=args.eps, steps=args.steps)
+    elif args.eps is not None or args.steps is not None:
+        raise EdgecnnError("--eps and --steps set an adversarial attack; add --attack fgsm or --attack pgd")
     result = evaluate(args.model, options)
     print_json(result) if args.json else print(format_eval(result))
     return 0
@@ -191,7 +239,15 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from edgecnn.pipelines.benchmark import BenchmarkOptions, benchmark  # lazy: see above
 
     options = BenchmarkOptions(
-        args.warmup, args.runs, args.seconds, args.task, args.threads, args.delegate, args.device, args.source
+        args.warmup,
+        args.runs,
+        args.seconds,
+        args.task,
+        args.threads,
+        args.delegate,
+        args.device,
+        args.source,
+        provider=args.provider,
     )
     results = benchmark(args.models, options)
     if args.json:
@@ -231,6 +287,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         threads=args.threads,
         delegate=args.delegate,
         device=args.device,
+        provider=args.provider,
         serve=args.serve,
         verbose=args.verbose,
     )
@@ -265,6 +322,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
         out=args.out,
+        data=args.data,
     )
     config.steps()  # "nothing to do" before TensorFlow starts
     from edgecnn.training.keras_io import check_keras_path  # lazy: see above
@@ -282,6 +340,38 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     from edgecnn.pipelines.optimize import optimize  # lazy: see above
 
     print(markdown(optimize(args.model, config)))
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from edgecnn.pipelines.explain import ExplainOptions, explain, format_explain  # lazy: see above
+
+    options = ExplainOptions(method=args.method, layer=args.layer, target=args.target_class, out=args.out)
+    report = explain(args.model, args.images, options)
+    print_json(report.as_dict()) if args.json else print(format_explain(report))
+    return 0
+
+
+def cmd_visualize(args: argparse.Namespace) -> int:
+    from edgecnn.pipelines.visualize import VisualizeOptions, format_visualize, visualize  # lazy: see above
+
+    options = VisualizeOptions(filters=args.filters, maps=args.maps, image=args.image, out=args.out)
+    print(format_visualize(visualize(args.model, options)))
+    return 0
+
+
+def cmd_quant_debug(args: argparse.Namespace) -> int:
+    from edgecnn.pipelines.quant_debug import QuantDebugOptions, format_quant_debug, quant_debug  # lazy: see above
+
+    options = QuantDebugOptions(
+        float_layers=tuple(args.float_layers or ()),
+        top=args.top,
+        samples=args.samples,
+        calib=args.calib,
+        out=args.out,
+    )
+    report = quant_debug(args.model, options)
+    print_json(report.as_dict()) if args.json else print(format_quant_debug(report))
     return 0
 
 
@@ -345,10 +435,30 @@ def _runtime_options(p: argparse.ArgumentParser) -> None:
         help="none: plain kernels; xnnpack: LiteRT's CPU delegate (default); edgetpu: Coral",
     )
     p.add_argument("--device", default=None, help="Edge TPU device, e.g. usb:0 or pci:0 (with --delegate edgetpu)")
+    p.add_argument(
+        "--provider",
+        choices=tuple(PROVIDERS),
+        default=None,
+        help=".onnx models: the ONNX Runtime execution provider (default cpu); tensorrt caches its engine beside "
+        "the model",
+    )
+
+
+def _quant_debug_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--float-layers",
+        nargs="+",
+        dest="float_layers",
+        metavar="NAME",
+        help="int8: keep these Keras layers in float (mixed int8/float); see edgecnn quant-debug",
+    )
 
 
 def build_parser() -> Parser:
     from edgecnn.convert.formats import FORMATS, IO_TYPES  # lazy: see above
+    from edgecnn.convert.onnx import DEFAULT_OPSET, OPSETS  # lazy: see above
+    from edgecnn.pipelines.explain import METHODS  # lazy: see above
+    from edgecnn.pipelines.robustness import ATTACK_NAMES  # lazy: see above
 
     parser = Parser(prog="edgecnn", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
@@ -383,6 +493,12 @@ def build_parser() -> Parser:
     p.add_argument("--val-fraction", type=open_fraction, dest="val_fraction", help="share held out, in (0, 1)")
     p.add_argument("--no-augment", action="store_true", help="no random shifts and zooms")
     p.add_argument(
+        "--cache",
+        metavar="memory|PREFIX",
+        help="keep a streamed dataset's decoded images after the first epoch: in RAM ('memory', for sets that "
+        "fit) or in files PREFIX-* (reused by later runs on the same files); default: decode every epoch",
+    )
+    p.add_argument(
         "--option",
         action="append",
         type=parse_option,
@@ -400,6 +516,44 @@ def build_parser() -> Parser:
         help="after the head phase, unfreeze from this layer index or name and train on at a lower lr",
     )
     p.add_argument("--fine-tune-epochs", type=positive_int, dest="fine_tune_epochs")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="mixed_float16 (GPUs with tensor cores) or mixed_bfloat16: faster training there (emulated and slower "
+        "on most CPUs); model.keras and every export stay float32",
+    )
+    p.add_argument("--clip-norm", type=positive_float, dest="clip_norm", help="clip the gradient to this global norm")
+    p.add_argument(
+        "--accumulate",
+        type=positive_int,
+        metavar="N",
+        help="sum the gradients of N micro-batches of --batch, then update once (a batch of N x --batch in the "
+        "memory of one; BatchNorm still sees micro-batches)",
+    )
+    p.add_argument(
+        "--devices",
+        metavar="N|all",
+        help="MirroredStrategy over the first N visible GPUs (default: all); with TF_CONFIG set, one worker of a "
+        "multi-worker run. --batch is per device: global batch = batch x devices x accumulate",
+    )
+    p.add_argument(
+        "--lr-scaling",
+        choices=LR_SCALING_RULES,
+        dest="lr_scaling",
+        help="scale --lr with the global batch: linear or sqrt in devices x accumulate (default none)",
+    )
+    p.add_argument(
+        "--adversarial",
+        metavar="fgsm|pgd",
+        help="adversarial training: the first half of every batch replaced by attacked images (the other half "
+        "clean), crafted against the current weights",
+    )
+    p.add_argument(
+        "--eps",
+        type=number_in(0.0, 1.0, low_open=True),
+        help="--adversarial budget, a fraction of the 0-1 pixel range (default 0.1)",
+    )
+    p.add_argument("--resume", metavar="RUN", help="continue a killed run from its last checkpoint (no other flags)")
     p.add_argument("--out", help="run folder (default: runs/train)")
 
     p = command("convert", cmd_convert, "convert a Keras model to .tflite with metadata and an accuracy report")
@@ -419,7 +573,23 @@ def build_parser() -> Parser:
     p.add_argument("--calib-samples", type=positive_int, dest="calib_samples", help="default 200")
     p.add_argument("--data", help="evaluation data for the report (default: the model's own dataset)")
     p.add_argument("--no-eval", action="store_true", help="skip the accuracy check")
-    p.add_argument("-o", "--output", help="output .tflite path (default: beside the model)")
+    p.add_argument(
+        "--debug",
+        action="store_true",
+        help="int8: also write the per-layer quantization report (edgecnn quant-debug) beside the .tflite",
+    )
+    _quant_debug_options(p)
+    p.add_argument(
+        "--onnx",
+        action="store_true",
+        help="write an .onnx for ONNX Runtime (tf2onnx) instead of a .tflite: float32, or int8 QDQ with --int8",
+    )
+    p.add_argument(
+        "--opset",
+        type=whole_number(*OPSETS),
+        help=f"--onnx: the ONNX opset, {OPSETS[0]}..{OPSETS[1]} (default {DEFAULT_OPSET})",
+    )
+    p.add_argument("-o", "--output", help="output .tflite (.onnx with --onnx) path (default: beside the model)")
     _task_option(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -447,9 +617,14 @@ def build_parser() -> Parser:
     p.add_argument("--lr", type=positive_float, default=1e-4, help="fine-tuning learning rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output folder (default: RUN/optimized)")
+    p.add_argument(
+        "--data",
+        help="fine-tuning data ('digits' or a folder of class subfolders): needed for a Keras model edgecnn did "
+        "not train; default: the run's own dataset",
+    )
     _task_option(p)
 
-    p = command("eval", cmd_eval, "accuracy of a .keras or .tflite model on a dataset's validation split")
+    p = command("eval", cmd_eval, "accuracy of a .keras, .tflite or .onnx model on a dataset's validation split")
     p.add_argument("model")
     p.add_argument("--data", help="dataset (default: the one the model was trained on)")
     p.add_argument(
@@ -459,11 +634,19 @@ def build_parser() -> Parser:
         "dataset, all of any other (a test set)",
     )
     p.add_argument("--plots", action="store_true", help="write a confusion-matrix PNG beside the model")
+    p.add_argument(
+        "--attack",
+        choices=ATTACK_NAMES,
+        help="also measure top-1 on adversarial images crafted on the Keras model (for a .tflite: on its source "
+        "model.keras, then transferred)",
+    )
+    p.add_argument("--eps", type=number_in(0.0, 1.0, low_open=True), help="attack budget, a fraction of 0-255 (0.1)")
+    p.add_argument("--steps", type=positive_int, help="PGD steps (default 10)")
     _task_option(p)
     p.add_argument("--json", action="store_true")
     _runtime_options(p)
 
-    p = command("benchmark", cmd_benchmark, "latency, FPS and memory of .tflite models (one table)")
+    p = command("benchmark", cmd_benchmark, "latency, FPS and memory of .tflite and .onnx models (one table)")
     p.add_argument("models", nargs="+")
     p.add_argument("--warmup", type=non_negative_int, default=10)
     p.add_argument("--runs", type=positive_int, default=100)
@@ -538,6 +721,43 @@ def build_parser() -> Parser:
     p.add_argument("--classes", type=positive_int, default=1000)
     p.add_argument("--int8", action="store_true", help="activation memory at 1 byte per element (default 4)")
     p.add_argument("--json", action="store_true")
+
+    p = command("explain", cmd_explain, "why a classifier predicts what it does: heatmap overlays as PNG")
+    p.add_argument("model", help="model.keras / run folder, or a .tflite (with --method occlusion)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files to explain")
+    p.add_argument(
+        "--method",
+        choices=tuple(METHODS),
+        default="gradcam",
+        help="gradcam (default), saliency, smoothgrad: gradients of a Keras model; occlusion: any model, "
+        "int8 .tflite included, without TensorFlow",
+    )
+    p.add_argument("--layer", metavar="NAME", help="Grad-CAM's layer (default: the last convolution, nested too)")
+    p.add_argument(
+        "--class", type=non_negative_int, dest="target_class", metavar="K", help="explain class K (default: predicted)"
+    )
+    p.add_argument("--out", required=True, help="folder for the overlay PNGs, the grid and explain.json")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    p = command("visualize", cmd_visualize, "a convolution's filters and a layer's feature maps, as PNG grids")
+    p.add_argument("model", help="model.keras or a run folder")
+    p.add_argument("--filters", metavar="LAYER", help="draw this convolution's kernels (default: the first conv)")
+    p.add_argument("--maps", metavar="LAYER", help="draw this layer's output channels for --image")
+    p.add_argument("--image", metavar="IMG", help="the input image for --maps")
+    p.add_argument("--out", required=True, help="folder for the PNGs and visualize.json")
+
+    p = command(
+        "quant-debug", cmd_quant_debug, "which Keras layers int8 hurts: per-layer error, ranked, with an action each"
+    )
+    p.add_argument("model", help="model.keras or a run folder")
+    _quant_debug_options(p)
+    p.add_argument("--top", type=positive_int, default=3, help="how many of the worst layers to suggest in float")
+    p.add_argument(
+        "--samples", type=positive_int, default=200, help="training images the ranking is measured on (default 200)"
+    )
+    p.add_argument("--calib", help="calibration images: 'digits', a folder, or 'random' (default: run's val data)")
+    p.add_argument("--out", help="report folder (default: beside the model, MODEL_quant_debug/)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 

@@ -44,6 +44,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "edgecnn.profile",
             "edgecnn.demo.sources",
             "edgecnn.demo.overlay",
+            "edgecnn.insight",
         ),
     ),
     ("tasks", ("edgecnn.tasks",)),
@@ -51,7 +52,16 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("cli", ("edgecnn.cli", "edgecnn.__main__")),
 )
 # The TensorFlow-free subpackages: what the Pi runs. Enforced by the blocked-import tests too.
-LIGHT = ("edgecnn.runtime", "edgecnn.benchmarks", "edgecnn.demo", "edgecnn.tasks", "edgecnn.data", "edgecnn.edgetpu")
+LIGHT = (
+    "edgecnn.runtime",
+    "edgecnn.benchmarks",
+    "edgecnn.demo",
+    "edgecnn.tasks",
+    "edgecnn.data",
+    "edgecnn.edgetpu",
+    "edgecnn.insight.occlusion",  # explain --method occlusion of a .tflite runs on the Pi
+    "edgecnn.insight.heatmap",
+)
 LAZY_MARK = "# lazy:"
 
 
@@ -184,7 +194,8 @@ def test_light_subpackages_never_import_tensorflow(package: str) -> None:
         "import importlib, sys\n"
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('tensorflow', 'tf_keras', 'keras', 'tensorflow_model_optimization'):\n"
+        "        if name.split('.')[0] in ('tensorflow', 'tf_keras', 'keras', 'tensorflow_model_optimization',\n"
+        "                                  'onnxruntime', 'onnx', 'tf2onnx'):\n"  # the onnx extra: lazy, for .onnx only
         "            raise ImportError(name)\n"
         "sys.meta_path.insert(0, Block())\n"
         f"for name in {names!r}:\n"

@@ -19,14 +19,27 @@ import numpy as np
 from edgecnn.config import SPLIT_WORDS
 from edgecnn.convert.calibration import calibration_images
 from edgecnn.convert.formats import get_format
+from edgecnn.convert.onnx import (
+    DEFAULT_OPSET,
+    OnnxFormat,
+    keras_to_onnx,
+    onnx_format,
+    onnx_record,
+    op_counts,
+    tail_nodes,
+)
+from edgecnn.convert.onnx_int8 import quantize_qdq
 from edgecnn.convert.tflite import to_tflite
+from edgecnn.convert.tflite_metadata import embed_standard_metadata
 from edgecnn.convert.xnnpack import exact_rewrites, float_ops
 from edgecnn.data.registry import model_data
 from edgecnn.edgetpu.compiler import format_convert_report
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import check_output_path, write_bytes
+from edgecnn.insight.quant_debug import check_float_layers, mixed_int8
 from edgecnn.metadata import ModelInfo, embed_tflite_info
 from edgecnn.runtime.interpreter import TFLiteModel
+from edgecnn.runtime.open import open_model
 from edgecnn.tasks import check_task, get_task
 from edgecnn.training.keras_io import check_keras_path, load_keras
 
@@ -41,6 +54,9 @@ class ConvertOptions:
     evaluate: bool = True
     task: str | None = None  # --task: optional, must agree with the model's record
     all_int8: bool = False  # --all-int8: no float fallback for ops XNNPACK runs only in float
+    onnx: bool = False  # --onnx: an .onnx for ONNX Runtime (float32, or int8 QDQ) instead of a .tflite
+    opset: int | None = None  # --opset: the ONNX opset (None: edgecnn.convert.onnx.DEFAULT_OPSET)
+    float_layers: tuple[str, ...] = ()  # --float-layers: int8 with these Keras layers kept float
 
 
 @dataclass
@@ -53,6 +69,7 @@ class ConvertReport:
     outputs: list[dict[str, Any]]
     ops: dict[str, int]
     float_ops: dict[str, int] = field(default_factory=dict)  # ops of an int8 model kept float for XNNPACK
+    float_layers: list[str] = field(default_factory=list)  # --float-layers: Keras layers kept float too
     calibration: str | None = None
     accuracy: dict[str, Any] = field(default_factory=dict)
     after: dict[str, Any] | None = None  # the format's step on the written file (Edge TPU check/compile)
@@ -72,14 +89,19 @@ def default_output(model_path: Path, fmt_suffix: str) -> Path:
 def convert(model_path: str | os.PathLike, output: str | os.PathLike | None, options: ConvertOptions) -> ConvertReport:
     model_path = check_keras_path(model_path)
     fmt, io = get_format(options.format, options.io)
-    out = check_output_path(output or default_output(model_path, fmt.suffix), "output", (".tflite",), (model_path,))
+    onnx = onnx_format(fmt.name, options.io, options.all_int8, options.float_layers) if options.onnx else None
+    if options.float_layers:
+        check_float_layers(fmt, options.all_int8, options.onnx)
+    suffix, extension = (onnx.suffix, ".onnx") if onnx else (fmt.suffix, ".tflite")
+    out = check_output_path(output or default_output(model_path, suffix), "output", (extension,), (model_path,))
     if options.calib_samples < 1:
         raise EdgecnnError(f"--calib-samples must be 1 or more, got {options.calib_samples}")
     model, info = load_keras(model_path)
     info = info or _info_from_model(model)
     task = get_task(info.task)
     check_task(options.task, task.name, str(model_path))
-    val, part = model_data(info, options.data) if (options.data or info.data.get("spec")) else (None, None)
+    has_data = options.data or info.data.get("spec")
+    val, part = model_data(info, options.data, run=model_path.parent) if has_data else (None, None)
     if val is not None and list(val.labels) != list(info.labels):  # before any file is written
         raise EdgecnnError(
             f"--data {options.data} has classes {list(val.labels)[:5]} but the model was trained on "
@@ -91,10 +113,18 @@ def convert(model_path: str | os.PathLike, output: str | os.PathLike | None, opt
             options.calib, info, val.x if val is not None else None, options.calib_samples
         )
 
+    if onnx is not None:
+        return _convert_onnx(
+            model, model_path, out, info, task, onnx, (val, part), (calib_images, calib_source), options
+        )
     tflite_info = dataclasses.replace(info, quantization=fmt.name, extra={**info.extra, "io": io})
     fallback = fmt.float_fallback and not options.all_int8
     graph = task.export_graph(exact_rewrites(model) if fallback else model, info)
-    blob = embed_tflite_info(to_tflite(graph, fmt, io, calib_images, float_fallback=fallback), tflite_info)
+    if options.float_layers:  # a selective mixed int8/float model (edgecnn quant-debug ranks the layers)
+        blob = mixed_int8(graph, fmt, io, calib_images, model, options.float_layers).blob
+    else:
+        blob = to_tflite(graph, fmt, io, calib_images, float_fallback=fallback)
+    blob = embed_standard_metadata(embed_tflite_info(blob, tflite_info), tflite_info)  # + MediaPipe's metadata
     write_bytes(out, blob)
     after = fmt.after(out) if fmt.after else None
 
@@ -109,6 +139,7 @@ def convert(model_path: str | os.PathLike, output: str | os.PathLike | None, opt
         outputs=[_tensor_summary(d) for d in runner.outputs],
         ops=plain.op_counts(),
         float_ops=float_ops(plain) if fmt.needs_calibration else {},
+        float_layers=list(options.float_layers),
         calibration=calib_source,
         after=after.as_dict() if after is not None else None,
         after_text=format_convert_report(after) if after is not None else None,
@@ -125,6 +156,53 @@ def convert(model_path: str | os.PathLike, output: str | os.PathLike | None, opt
             "tflite": t[task.metric],
             "delta_points": round(100 * (t[task.metric] - k[task.metric]), 2),
             **task.agreement(k, t),
+        }
+    return report
+
+
+def _convert_onnx(
+    model: Any,
+    model_path: Path,
+    out: Path,
+    info: ModelInfo,
+    task: Any,
+    fmt: OnnxFormat,
+    data: tuple[Any, str | None],
+    calib: tuple[np.ndarray | None, str | None],
+    options: ConvertOptions,
+) -> ConvertReport:
+    """``convert --onnx``: the task's deployable model through tf2onnx (``--int8``: ONNX Runtime's QDQ quantizer
+    on the same calibration images), written atomically, then run by ONNX Runtime beside Keras."""
+    (val, part), (calib_images, calib_source) = data, calib
+    proto = keras_to_onnx(task.deployable(model), onnx_record(info, fmt), options.opset or DEFAULT_OPSET)
+    blob, kept_float = proto.SerializeToString(), {}
+    if fmt.quantized:
+        quantized = quantize_qdq(blob, calib_images, tail_nodes)
+        blob, kept_float = quantized.model, quantized.float_ops
+    write_bytes(out, blob)
+    runner = open_model(out)
+    report = ConvertReport(
+        output=str(out),
+        format=f"onnx {fmt.name}",
+        bytes=len(blob),
+        keras_bytes=model_path.stat().st_size,
+        inputs=[_tensor_summary(runner.input)],
+        outputs=[_tensor_summary(d) for d in runner.outputs],
+        ops=op_counts(blob),
+        float_ops=kept_float,
+        calibration=calib_source if fmt.quantized else None,
+    )
+    if options.evaluate and val is not None:
+        k, o = task.evaluate_keras(model, info, val), task.evaluate_tflite(runner, val)
+        report.accuracy = {
+            "images": int(len(val)),
+            "split": part,
+            "metric": task.metric,
+            "metric_title": task.metric_title,
+            "keras": k[task.metric],
+            "onnx": o[task.metric],
+            "delta_points": round(100 * (o[task.metric] - k[task.metric]), 2),
+            **task.agreement(k, o),
         }
     return report
 
@@ -169,15 +247,20 @@ def format_report(report: ConvertReport) -> str:
     lines.append(f"  ops    {total}: " + ", ".join(f"{k} x{v}" for k, v in sorted(report.ops.items())))
     if report.float_ops:
         kept = ", ".join(f"{k} x{v}" for k, v in sorted(report.float_ops.items()))
-        lines.append(f"  float  {kept} (XNNPACK runs them only in float; --all-int8 quantizes them too)")
+        why = "XNNPACK runs them only in float; --all-int8 quantizes them too"
+        if report.float_layers:
+            why = f"--float-layers {' '.join(report.float_layers)}, and any ops XNNPACK runs only in float"
+        why = "the detection decoding, float as in the .tflite" if report.output.endswith(".onnx") else why
+        lines.append(f"  float  {kept} ({why})")
     if report.calibration:
         lines.append(f"  calibration: {report.calibration}")
     a = report.accuracy
+    deployed = "onnx" if "onnx" in a else "tflite"
     if a:
         agreement = "".join(f", {k.replace('_', ' ')} {100 * v:.1f}%" for k, v in a.items() if k.endswith("agreement"))
         lines.append(
             f"  {a['metric_title']} on {a['images']} {SPLIT_WORDS[a['split']]}: keras {100 * a['keras']:.2f}%  "
-            f"tflite {100 * a['tflite']:.2f}%  ({a['delta_points']:+.2f} points{agreement})"
+            f"{deployed} {100 * a[deployed]:.2f}%  ({a['delta_points']:+.2f} points{agreement})"
         )
     if report.after_text:
         lines.append(report.after_text)

@@ -18,7 +18,8 @@ from edgecnn.config import SPLIT_WORDS
 from edgecnn.data.registry import model_data
 from edgecnn.errors import EdgecnnError
 from edgecnn.metadata import ModelInfo
-from edgecnn.runtime.interpreter import load_model
+from edgecnn.pipelines.robustness import attack_options, find_source_keras, format_robustness, robustness
+from edgecnn.runtime.open import check_runtime_flags, open_model
 from edgecnn.tasks import check_task, get_task
 
 
@@ -31,10 +32,14 @@ class EvalOptions:
     threads: int | None = None
     delegate: str = "xnnpack"
     device: str | None = None
+    provider: str | None = None  # --provider: an .onnx model's ONNX Runtime execution provider (None: cpu)
+    attack: str | None = None  # --attack fgsm|pgd: also top-1 on adversarial images (edgecnn.pipelines.robustness)
+    eps: float | None = None  # its budget as a fraction of 0..255 (None: 0.1)
+    steps: int | None = None  # PGD steps (None: 10)
 
 
-def _eval_data(info: ModelInfo, data: str | None, split: str | None) -> tuple[Any, str]:
-    images, part = model_data(info, data, split)
+def _eval_data(info: ModelInfo, data: str | None, split: str | None, run: Path) -> tuple[Any, str]:
+    images, part = model_data(info, data, split, run)  # run: the folder whose split.json names the files
     spec = data or info.data.get("spec")
     if info.labels and list(images.labels) != list(info.labels):
         raise EdgecnnError(
@@ -44,9 +49,10 @@ def _eval_data(info: ModelInfo, data: str | None, split: str | None) -> tuple[An
     return images, part
 
 
-def _open_tflite(path: Path, threads: int | None, delegate: str, device: str | None) -> tuple[Any, ModelInfo]:
-    """The model and its record; a .tflite edgecnn did not write gets one from its tensor shapes."""
-    model = load_model(path, threads=threads, delegate=delegate, device=device)
+def _open_tflite(path: Path, options: EvalOptions) -> tuple[Any, ModelInfo]:
+    """The .tflite or .onnx model and its record; a model edgecnn did not write gets one from its tensor shapes."""
+    check_runtime_flags([path], options.delegate, options.provider)
+    model = open_model(path, options.threads, options.delegate, options.device, options.provider)
     info = model.info or ModelInfo(
         labels=model.labels, input_size=list(model.input_hw), channels=model.channels, pixel_format=model.pixel_format
     )
@@ -56,12 +62,16 @@ def _open_tflite(path: Path, threads: int | None, delegate: str, device: str | N
 def evaluate(model_path: str | os.PathLike, options: EvalOptions = EvalOptions()) -> dict[str, Any]:
     """The model's task metrics on the validation split it was trained against (or on ``data``)."""
     path = Path(model_path)
-    if path.suffix == ".tflite":
-        model, info = _open_tflite(path, options.threads, options.delegate, options.device)
+    attack = attack_options(options.attack, options.eps, options.steps) if options.attack else None
+    if attack is not None and path.suffix == ".tflite":
+        find_source_keras(path)  # no source to craft on: say so before any work
+    keras_model = model = None
+    if path.suffix in (".tflite", ".onnx"):  # the deployed model, on the light runtime (LiteRT or ONNX Runtime)
+        model, info = _open_tflite(path, options)
         runtime = f"{model.backend.name} {model.backend.version}"
         task = get_task(info.task)
         check_task(options.task, task.name, str(path))
-        val, part = _eval_data(info, options.data, options.split)
+        val, part = _eval_data(info, options.data, options.split, path.parent)
         with tqdm(total=len(val), desc="eval", unit="img", leave=False, disable=None) as bar:
             metrics = task.evaluate_tflite(model, val, progress=bar.update)
     else:
@@ -72,7 +82,7 @@ def evaluate(model_path: str | os.PathLike, options: EvalOptions = EvalOptions()
             raise EdgecnnError(f"{path} has no edgecnn record; evaluate models trained by edgecnn train")
         task = get_task(info.task)
         check_task(options.task, task.name, str(path))
-        val, part = _eval_data(info, options.data, options.split)
+        val, part = _eval_data(info, options.data, options.split, path.parent)
         metrics = task.evaluate_keras(keras_model, info, val)
         runtime = "tf_keras"
     metrics.pop("predictions", None)
@@ -84,6 +94,8 @@ def evaluate(model_path: str | os.PathLike, options: EvalOptions = EvalOptions()
         "split": part,
         **metrics,
     }
+    if attack is not None:
+        result["robustness"] = robustness(path, info, val, attack, keras_model=keras_model, runner=model)
     if options.plots and "confusion" in result:
         png = path.with_name(path.stem + "_confusion.png")
         confusion_png(
@@ -98,6 +110,8 @@ def format_eval(result: dict[str, Any]) -> str:
     part = SPLIT_WORDS[result["split"]]
     lines = [f"{result['model']} on {result['data']} ({result['images']} {part}, {result['runtime']})"]
     lines += task.format_metrics(result)
+    if "robustness" in result:
+        lines += format_robustness(result["robustness"])
     if "confusion_png" in result:
         lines.append(f"  confusion matrix: {result['confusion_png']}")
     return "\n".join(lines)
