@@ -174,7 +174,62 @@ def _resolver(backend: Backend, delegate: str) -> Any:
     return resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES if delegate == "none" else resolver.AUTO
 
 
-class TFLiteModel:
+class DeployedModel:
+    """What a deployed model's users read, the same for every runtime (:class:`TFLiteModel`, and
+    :class:`edgecnn.runtime.onnx.OnnxModel`): shapes, labels and pixel format from the input details and
+    the embedded record, and a batch ``predict`` over ``set_input`` / ``invoke`` / ``output``."""
+
+    input: dict[str, Any]
+    outputs: list[dict[str, Any]]
+    info: ModelInfo | None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.input["shape"])
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return self.input_shape[1], self.input_shape[2]
+
+    @property
+    def channels(self) -> int:
+        return self.input_shape[3]
+
+    @property
+    def labels(self) -> list[str]:
+        if self.info and self.info.labels:
+            return list(self.info.labels)
+        n = int(np.prod(self.outputs[0]["shape"][1:]))
+        return [str(i) for i in range(n)]
+
+    @property
+    def pixel_format(self) -> str:
+        if self.info:
+            return self.info.pixel_format
+        return "gray" if self.channels == 1 else "rgb"
+
+    def set_input(self, pixels: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def invoke(self) -> None:
+        raise NotImplementedError
+
+    def output(self, i: int = 0) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, images: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Run each image of (N, H, W, C) and stack output 0: (N, ...)."""
+        results = []
+        for image in images:
+            self.set_input(image)
+            self.invoke()
+            results.append(self.output(0)[0])
+            if progress:
+                progress(1)
+        return np.stack(results)
+
+
+class TFLiteModel(DeployedModel):
     """An interpreter plus the model's edgecnn record, fed with uint8 pixels."""
 
     def __init__(
@@ -224,32 +279,6 @@ class TFLiteModel:
         if problem:
             raise corrupt_model(self.path, problem)
 
-    # -- shapes and metadata -------------------------------------------------------------------
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.input["shape"])
-
-    @property
-    def input_hw(self) -> tuple[int, int]:
-        return self.input_shape[1], self.input_shape[2]
-
-    @property
-    def channels(self) -> int:
-        return self.input_shape[3]
-
-    @property
-    def labels(self) -> list[str]:
-        if self.info and self.info.labels:
-            return list(self.info.labels)
-        n = int(np.prod(self.outputs[0]["shape"][1:]))
-        return [str(i) for i in range(n)]
-
-    @property
-    def pixel_format(self) -> str:
-        if self.info:
-            return self.info.pixel_format
-        return "gray" if self.channels == 1 else "rgb"
-
     # -- I/O --------------------------------------------------------------------------------
     def set_input(self, pixels: np.ndarray) -> None:
         """Set one image (H, W, C) or batch (1, H, W, C) of 0..255 pixels, quantizing if needed."""
@@ -271,17 +300,6 @@ class TFLiteModel:
     def snapshot(self) -> Outputs:
         """The last run's outputs, copied: what the adapters read while the interpreter runs the next frame."""
         return Outputs(self, [self.interpreter.get_tensor(d["index"]) for d in self.outputs])
-
-    def predict(self, images: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """Run each image of (N, H, W, C) and stack output 0: (N, ...)."""
-        results = []
-        for image in images:
-            self.set_input(image)
-            self.invoke()
-            results.append(self.output(0)[0])
-            if progress:
-                progress(1)
-        return np.stack(results)
 
     def undelegated_ops(self) -> list[str]:
         """The ops the delegate left to the plain kernels, in graph order ([] when it took them all)."""

@@ -26,7 +26,7 @@ import numpy as np
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.metadata import METADATA_NAME, ModelInfo, RecordError
-from edgecnn.runtime.interpreter import Backend, Outputs, check_threads
+from edgecnn.runtime.interpreter import Backend, DeployedModel, Outputs, check_threads
 from edgecnn.runtime.validate import check_record
 
 INSTALL = "pip install 'edgecnn[onnx]'"
@@ -165,7 +165,7 @@ def _detail(index: int, node: Any, dtype: Any, path: Path, what: str) -> dict[st
     return {"name": node.name, "index": index, "shape": shape, "dtype": dtype, "quantization": (0.0, 0)}
 
 
-class OnnxModel:
+class OnnxModel(DeployedModel):
     """An ONNX Runtime session plus the model's edgecnn record, fed with uint8 pixels like a TFLiteModel."""
 
     def __init__(
@@ -223,31 +223,6 @@ class OnnxModel:
         self._input_name = inputs[0].name
         self._values: list[np.ndarray] = []
 
-    # -- shapes and metadata (as TFLiteModel) ----------------------------------------------------
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(int(d) for d in self.input["shape"])
-
-    @property
-    def input_hw(self) -> tuple[int, int]:
-        return self.input_shape[1], self.input_shape[2]
-
-    @property
-    def channels(self) -> int:
-        return self.input_shape[3]
-
-    @property
-    def labels(self) -> list[str]:
-        if self.info and self.info.labels:
-            return list(self.info.labels)
-        return [str(i) for i in range(int(np.prod(self.outputs[0]["shape"][1:])))]
-
-    @property
-    def pixel_format(self) -> str:
-        if self.info:
-            return self.info.pixel_format
-        return "gray" if self.channels == 1 else "rgb"
-
     # -- I/O --------------------------------------------------------------------------------
     def set_input(self, pixels: np.ndarray) -> None:
         """Set one image (H, W, C) or batch (1, H, W, C) of 0..255 pixels (cast to the input's type)."""
@@ -271,17 +246,6 @@ class OnnxModel:
     def snapshot(self) -> Outputs:
         """The last run's outputs (ONNX Runtime returns new arrays each run: nothing to copy)."""
         return Outputs(self, list(self._values))  # type: ignore[arg-type]
-
-    def predict(self, images: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """Run each image of (N, H, W, C) and stack output 0: (N, ...)."""
-        results = []
-        for image in images:
-            self.set_input(image)
-            self.invoke()
-            results.append(self.output(0)[0])
-            if progress:
-                progress(1)
-        return np.stack(results)
 
     def undelegated_ops(self) -> list[str]:
         """[]: ONNX Runtime places nodes itself (``provider_chain`` runs what a GPU provider leaves on the
