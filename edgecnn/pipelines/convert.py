@@ -145,18 +145,7 @@ def convert(model_path: str | os.PathLike, output: str | os.PathLike | None, opt
         after_text=format_convert_report(after) if after is not None else None,
     )
     if options.evaluate and val is not None:
-        k = task.evaluate_keras(model, info, val)
-        t = task.evaluate_tflite(runner, val)
-        report.accuracy = {
-            "images": int(len(val)),
-            "split": part,
-            "metric": task.metric,
-            "metric_title": task.metric_title,
-            "keras": k[task.metric],
-            "tflite": t[task.metric],
-            "delta_points": round(100 * (t[task.metric] - k[task.metric]), 2),
-            **task.agreement(k, t),
-        }
+        report.accuracy = _accuracy(task, model, info, runner, val, part, "tflite")
     return report
 
 
@@ -193,18 +182,23 @@ def _convert_onnx(
         calibration=calib_source if fmt.quantized else None,
     )
     if options.evaluate and val is not None:
-        k, o = task.evaluate_keras(model, info, val), task.evaluate_tflite(runner, val)
-        report.accuracy = {
-            "images": int(len(val)),
-            "split": part,
-            "metric": task.metric,
-            "metric_title": task.metric_title,
-            "keras": k[task.metric],
-            "onnx": o[task.metric],
-            "delta_points": round(100 * (o[task.metric] - k[task.metric]), 2),
-            **task.agreement(k, o),
-        }
+        report.accuracy = _accuracy(task, model, info, runner, val, part, "onnx")
     return report
+
+
+def _accuracy(task: Any, model: Any, info: ModelInfo, runner: Any, val: Any, part: str | None, runtime: str) -> dict:
+    """The deployed model's metric beside Keras's on the same images (``runtime`` names its key)."""
+    k, d = task.evaluate_keras(model, info, val), task.evaluate_tflite(runner, val)
+    return {
+        "images": int(len(val)),
+        "split": part,
+        "metric": task.metric,
+        "metric_title": task.metric_title,
+        "keras": k[task.metric],
+        runtime: d[task.metric],
+        "delta_points": round(100 * (d[task.metric] - k[task.metric]), 2),
+        **task.agreement(k, d),
+    }
 
 
 def _info_from_model(model: Any) -> ModelInfo:
