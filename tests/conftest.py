@@ -27,6 +27,29 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
     )
 
 
+# Runs the CLI in a fresh interpreter where importing tensorflow (or keras) raises, then checks
+# sys.modules as well: the command must both succeed and leave no TensorFlow module loaded.
+LIGHT_PROBE = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('tensorflow', 'tf_keras', 'keras'):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+from edgecnn.cli import main
+rc = main(sys.argv[1:])
+leaked = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras'))
+print('LEAKED', leaked)
+print('ONNXRUNTIME', 'onnxruntime' in sys.modules)
+sys.exit(rc if not leaked else 99)
+"""
+
+
+def run_light_cli(*args: str) -> subprocess.CompletedProcess:
+    """``edgecnn ARGS`` as on a light install: TensorFlow cannot be imported; prints LEAKED [...] at the end."""
+    return subprocess.run([sys.executable, "-c", LIGHT_PROBE, *args], capture_output=True, text=True, timeout=300)
+
+
 def fake_compiler(tmp_path: Path, log: str) -> Path:
     """A stand-in edgetpu_compiler: prints ``log`` and writes NAME_edgetpu.tflite into -o DIR."""
     script = tmp_path / "edgetpu_compiler"

@@ -5,13 +5,12 @@ of the int8 .tflite runs without TensorFlow."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from conftest import run_light_cli
 
 from edgecnn.cli import main
 from edgecnn.data import load_split
@@ -119,27 +118,9 @@ def test_explain_errors(digits_run: Path, images: list[str], tmp_path: Path, cap
     assert not (tmp_path / "x").exists()
 
 
-# The light install: importing TensorFlow raises, and none may be loaded at the end (as test_light_runtime).
-PROBE = """
-import sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('tensorflow', 'tf_keras', 'keras'):
-            raise ImportError('blocked: ' + name)
-sys.meta_path.insert(0, Block())
-from edgecnn.cli import main
-rc = main(sys.argv[1:])
-leaked = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras'))
-print('LEAKED', leaked)
-sys.exit(rc if not leaked else 99)
-"""
-
-
 def test_occlusion_of_int8_tflite_never_imports_tensorflow(digits_run: Path, images: list[str], tmp_path: Path):
     args = ["explain", str(digits_run / "model_int8.tflite"), *images[:2], "--method", "occlusion"]
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, *args, "--out", str(tmp_path)], capture_output=True, text=True, timeout=300
-    )
+    done = run_light_cli(*args, "--out", str(tmp_path))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "LEAKED []" in done.stdout
     report = json.loads((tmp_path / "explain.json").read_text())

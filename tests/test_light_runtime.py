@@ -7,27 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-# Runs the CLI in a fresh interpreter where importing tensorflow (or keras) raises, then checks
-# sys.modules as well: the command must both succeed and leave no TensorFlow module loaded.
-PROBE = """
-import sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('tensorflow', 'tf_keras', 'keras'):
-            raise ImportError('blocked: ' + name)
-sys.meta_path.insert(0, Block())
-from edgecnn.cli import main
-rc = main(sys.argv[1:])
-leaked = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras'))
-print('LEAKED', leaked)
-print('ONNXRUNTIME', 'onnxruntime' in sys.modules)
-sys.exit(rc if not leaked else 99)
-"""
-
-
-def probe(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=300)
+from conftest import run_light_cli
 
 
 @pytest.mark.parametrize("model_file", ["model_int8.tflite", "model_float32.onnx"])
@@ -57,7 +37,7 @@ def test_command_never_imports_tensorflow(
         ],
         "eval": ["eval", model],
     }[command]
-    result = probe(*args)
+    result = run_light_cli(*args)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "LEAKED []" in result.stdout
     # onnxruntime is imported for .onnx models only: a .tflite command stays as light as before
