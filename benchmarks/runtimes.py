@@ -84,8 +84,8 @@ def mobilenet_with_statistics(images: np.ndarray) -> Path:
     """MobileNetV2 224 with BatchNorm statistics of the photo crops (one pass at momentum 0): with the seeded
     weights alone every output is 1/1000, which no runtime can get wrong; with them the probabilities differ
     and the runtimes' top-1 agreement with Keras says something. Latency does not depend on the weights."""
-    from edgecnn.keras_env import keras
     from edgecnn.metadata import read_keras_info
+    from edgecnn.training.fit import set_bn_statistics
     from edgecnn.training.keras_io import load_keras, save_keras
 
     path = CACHE / "runtimes" / "mobilenet_v2_224_bn.keras"
@@ -94,13 +94,7 @@ def mobilenet_with_statistics(images: np.ndarray) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     source = CACHE / "mobilenet_v2_224.keras"
     model, _ = load_keras(source)
-    norms = [layer for layer in model.submodules if isinstance(layer, keras.layers.BatchNormalization)]
-    saved = [layer.momentum for layer in norms]
-    for layer in norms:
-        layer.momentum = 0.0
-    model(images.astype(np.float32), training=True)
-    for layer, momentum in zip(norms, saved, strict=True):
-        layer.momentum = momentum
+    set_bn_statistics(model, images)
     return save_keras(model, path, read_keras_info(source))
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from edgecnn.archs import create, list_archs
+from edgecnn.training.fit import set_bn_statistics
 
 SIZE = 32
 HEAVY_PARAMS = 700_000
@@ -44,19 +45,6 @@ def digits_rgb() -> np.ndarray:
     from edgecnn.data import load_split
 
     return load_split("digits", "classify", SIZE, channels=3).val.x[:96]
-
-
-def set_bn_statistics(model, images: np.ndarray) -> None:
-    """Give an untrained model the BatchNorm statistics of real images (one pass at momentum 0)."""
-    from edgecnn.keras_env import keras
-
-    bns = [layer for layer in model.submodules if isinstance(layer, keras.layers.BatchNormalization)]
-    saved = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.momentum = 0.0
-    model(images.astype(np.float32), training=True)
-    for bn, momentum in zip(bns, saved, strict=True):
-        bn.momentum = momentum
 
 
 @pytest.mark.parametrize("name", members())

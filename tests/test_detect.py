@@ -14,12 +14,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_archs_all import set_bn_statistics  # one pass at momentum 0: BN statistics of the final weights
 
 from edgecnn.archs import create, get_arch, list_archs
 from edgecnn.benchmarks.detection import coco_map
 from edgecnn.detection.anchors import anchor_config, anchors_per_cell, generate_anchors, num_anchors
 from edgecnn.detection.targets import BACKGROUND, BOX_SCALE, IGNORE, anchors_to_corners, assign, decode, encode, iou
+from edgecnn.training.fit import set_bn_statistics
 
 SIZE = 128
 LABELS = ["square", "circle"]

@@ -23,6 +23,7 @@ onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed: pip 
 from edgecnn.archs import create, list_archs  # noqa: E402
 from edgecnn.cli import main  # noqa: E402
 from edgecnn.metadata import METADATA_NAME, ModelInfo  # noqa: E402
+from edgecnn.training.fit import set_bn_statistics  # noqa: E402
 
 SIZE = 32
 CI_MEMBERS = ("lenet5", "mobilenet_v2_035", "mobilenet_v3_small_075", "convnext_atto")
@@ -34,19 +35,6 @@ TOLERANCES = {"resnet50": 3e-4}
 
 def members() -> list:
     return [n if n in CI_MEMBERS else pytest.param(n, marks=pytest.mark.slow) for n in list_archs("classify")]
-
-
-def set_bn_statistics(model, images: np.ndarray) -> None:
-    """BatchNorm statistics of real images (one pass at momentum 0), as tests/test_archs_all.py does."""
-    from edgecnn.keras_env import keras
-
-    bns = [layer for layer in model.submodules if isinstance(layer, keras.layers.BatchNormalization)]
-    saved = [bn.momentum for bn in bns]
-    for bn in bns:
-        bn.momentum = 0.0
-    model(images.astype(np.float32), training=True)
-    for bn, momentum in zip(bns, saved, strict=True):
-        bn.momentum = momentum
 
 
 def export(model, info: ModelInfo, path: Path):
