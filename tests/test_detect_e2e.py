@@ -16,9 +16,8 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import run_cli
+from conftest import run_cli, run_light_cli
 from e2e_common import SIZE, convert_int8, train_run, write_frames
-from test_light_runtime import probe
 
 
 @pytest.fixture(scope="module")
@@ -67,14 +66,14 @@ def test_detect_eval_and_demo_without_tensorflow(detect_run: Path, tmp_path: Pat
     model = detect_run / "model_int8.tflite"
     if not model.is_file():
         convert_int8(detect_run)
-    result = probe("eval", str(model), "--json")
+    result = run_light_cli("eval", str(model), "--json")
     assert result.returncode == 0 and "LEAKED []" in result.stdout, result.stderr
     metrics = json.loads(result.stdout.splitlines()[0])
     assert metrics["task"] == "detect" and 0.2 < metrics["map50"] <= 1.0 and metrics["images"] == 240
 
     frame_folder = write_frames("shapes", tmp_path / "frames")
     out = tmp_path / "demo.mp4"
-    result = probe(
+    result = run_light_cli(
         "demo", "--model", str(model), "--source", str(frame_folder), "--no-display", "--save", str(out), "--json"
     )
     assert result.returncode == 0 and "LEAKED []" in result.stdout, result.stderr

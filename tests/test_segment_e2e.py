@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, run_light_cli
 from e2e_common import SIZE, convert_int8, train_run, write_frames
-from test_light_runtime import probe
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +41,7 @@ def test_segment_eval_and_demo_without_tensorflow(segment_run: Path, tmp_path: P
     model = segment_run / "model_int8.tflite"
     if not model.is_file():
         convert_int8(segment_run)
-    result = probe("eval", str(model), "--json")
+    result = run_light_cli("eval", str(model), "--json")
     assert result.returncode == 0 and "LEAKED []" in result.stdout, result.stderr
     metrics = json.loads(result.stdout.splitlines()[0])
     assert metrics["task"] == "segment" and set(metrics["per_class_iou"]) == {
@@ -52,7 +51,7 @@ def test_segment_eval_and_demo_without_tensorflow(segment_run: Path, tmp_path: P
         "triangle",
     }
     frame_folder = write_frames("shapes-seg", tmp_path / "frames", 3)
-    result = probe("demo", "--model", str(model), "--source", str(frame_folder), "--no-display", "--json")
+    result = run_light_cli("demo", "--model", str(model), "--source", str(frame_folder), "--no-display", "--json")
     assert result.returncode == 0 and "LEAKED []" in result.stdout, result.stderr
     assert json.loads(result.stdout.splitlines()[0])["frames"] == 3
 
