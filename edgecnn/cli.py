@@ -211,6 +211,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             float_layers=options.float_layers,
             calib=options.calib,
             calib_samples=options.calib_samples,
+            data=options.data,
             out=str(Path(report.output).with_suffix("")) + "_quant_debug",
         )
         result = quant_debug(args.model, debug)
@@ -368,6 +369,7 @@ def cmd_quant_debug(args: argparse.Namespace) -> int:
         top=args.top,
         samples=args.samples,
         calib=args.calib,
+        data=args.data,
         out=args.out,
     )
     report = quant_debug(args.model, options)
@@ -756,6 +758,9 @@ def build_parser() -> Parser:
         "--samples", type=positive_int, default=200, help="training images the ranking is measured on (default 200)"
     )
     p.add_argument("--calib", help="calibration images: 'digits', a folder, or 'random' (default: run's val data)")
+    p.add_argument(
+        "--data", help="dataset to rank and measure on (default: the run's; needed for a model edgecnn did not train)"
+    )
     p.add_argument("--out", help="report folder (default: beside the model, MODEL_quant_debug/)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser

@@ -94,6 +94,29 @@ def test_quant_debug_errors(digits_run: Path, tmp_path: Path, capsys) -> None:
     assert not list(tmp_path.glob("*.tflite"))
 
 
+def test_quant_debug_of_a_foreign_model_on_a_folder(image_folder: Path, tmp_path: Path, capsys) -> None:
+    """--data: a Keras model edgecnn did not train (nested backbone, in-graph rescaling) ranked in its own layer
+    names and measured on the folder's validation images."""
+    from test_optimize_foreign import foreign_model
+
+    model = foreign_model(tmp_path / "foreign.keras")
+    assert main(["quant-debug", str(model), "--out", str(tmp_path / "x")]) == 2
+    assert "does not record its dataset; quant-debug measures accuracy on it: pass --data" in capsys.readouterr().err
+    three = foreign_model(tmp_path / "three.keras", classes=3)
+    assert main(["quant-debug", str(three), "--data", str(image_folder), "--out", str(tmp_path / "x")]) == 2
+    assert "has 2 classes but the model outputs 3" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    args = ["quant-debug", str(model), "--data", str(image_folder), "--samples", "8", "--out", str(tmp_path / "qd")]
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["ranked_on"] == 8 and report["measured_on"] == 2  # 6 photos a class (1 corrupt): 1 each in val
+    assert {r["layer"] for r in report["layers"]} >= {"conv0", "conv1", "head"}  # the backbone's layers by name
+    conv1 = next(r for r in report["layers"] if r["layer"] == "conv1")
+    assert conv1["fused"][0] == "conv1" and "relu1" in conv1["fused"] and conv1["op"] == "CONV_2D"  # one int8 op
+    assert report["calibration"].endswith("from the run's validation images")
+    assert (tmp_path / "qd" / "quant_debug.csv").is_file()
+
+
 def _digits_on_disk(folder: Path, count: int) -> tuple[object, object]:
     """``count`` validation digits as PNG files: the same images in memory and streamed from disk."""
     import cv2

@@ -6,6 +6,7 @@ the run's ``split.json``, the files each half held).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -282,3 +283,41 @@ def model_data(
         return whole, split
     halves = model_split(info, data, run)
     return (halves.val if split == "val" else halves.train), split
+
+
+def data_for_model(
+    model: Any, info: ModelInfo | None, data: str, seed: int, run: Path | None = None
+) -> tuple[ModelInfo, Split]:
+    """``--data`` of ``optimize`` and ``quant-debug``: the record and train/validation split of ``data`` for
+    ``model``.
+
+    A model edgecnn trained keeps its record with the dataset replaced (its classes must match). A Keras
+    model edgecnn did not train (a classifier on a keras.applications backbone saved as .keras) gets a
+    classification record from its input shape and the data's classes, which must be as many as its
+    outputs; the optimized models carry that record, so convert, eval and benchmark know them after.
+    ``run``: the model's run folder; when its split.json is of ``data``, that split is used (the images
+    the model was validated on stay out of fine-tuning), else ``data`` is split with ``seed``."""
+    if info is None:
+        _, h, w, c = model.input_shape
+        if h is None or w is None or c not in (1, 3):
+            raise EdgecnnError(
+                f"model {model.name!r} has input {model.input_shape}; --data needs a fixed (H, W, 1 or 3) input"
+            )
+        info = ModelInfo(
+            labels=[],
+            input_size=[int(h), int(w)],
+            channels=int(c),
+            pixel_format="gray" if c == 1 else "rgb",
+            arch=model.name,
+            normalization="unknown (a model edgecnn did not train: fed 0..255 pixels)",
+        )
+    fraction = info.data.get("val_fraction", 0.2)
+    info = dataclasses.replace(info, data={"spec": data, "seed": seed, "val_fraction": fraction})
+    split = model_split(info, run=run)
+    labels = list(split.train.labels)
+    outputs = int(model.output_shape[-1])
+    if info.task == "classify" and len(labels) != outputs:
+        raise EdgecnnError(f"--data {data} has {len(labels)} classes but the model outputs {outputs}; give its classes")
+    if info.labels and list(info.labels) != labels:
+        raise EdgecnnError(f"--data {data} has classes {labels[:5]}... but the model has {info.labels[:5]}...")
+    return dataclasses.replace(info, labels=labels), split

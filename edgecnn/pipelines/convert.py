@@ -97,7 +97,7 @@ def convert(model_path: str | os.PathLike, output: str | os.PathLike | None, opt
     if options.calib_samples < 1:
         raise EdgecnnError(f"--calib-samples must be 1 or more, got {options.calib_samples}")
     model, info = load_keras(model_path)
-    info = info or _info_from_model(model)
+    info = info or info_from_model(model)
     task = get_task(info.task)
     check_task(options.task, task.name, str(model_path))
     has_data = options.data or info.data.get("spec")
@@ -201,7 +201,7 @@ def _accuracy(task: Any, model: Any, info: ModelInfo, runner: Any, val: Any, par
     }
 
 
-def _info_from_model(model: Any) -> ModelInfo:
+def info_from_model(model: Any) -> ModelInfo:
     """A record for a Keras model edgecnn did not train: shapes from the model, labels as indices."""
     _, h, w, c = model.input_shape
     n = int(model.output_shape[-1])

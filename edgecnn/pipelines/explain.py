@@ -149,11 +149,11 @@ def load_for_explain(path: Path, method: Method) -> Loaded:
             pixel_format=runner.pixel_format,
         )
         return Loaded(path, info, tflite=runner)
-    from edgecnn.pipelines.convert import _info_from_model  # lazy: TensorFlow stays off the .tflite path
+    from edgecnn.pipelines.convert import info_from_model  # lazy: TensorFlow stays off the .tflite path
     from edgecnn.training.keras_io import load_keras  # lazy: as above
 
     model, info = load_keras(path)
-    return Loaded(path, info or _info_from_model(model), keras=model)
+    return Loaded(path, info or info_from_model(model), keras=model)
 
 
 def read_pixels(paths: list[Path], info: ModelInfo) -> np.ndarray:

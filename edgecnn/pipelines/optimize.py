@@ -23,13 +23,13 @@ from edgecnn.benchmarks.latency import benchmark_model
 from edgecnn.convert.formats import FORMATS, Format
 from edgecnn.convert.tflite import to_tflite
 from edgecnn.convert.tflite_metadata import embed_standard_metadata
-from edgecnn.data.registry import model_split
+from edgecnn.data.registry import data_for_model, model_split
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import ensure_dir, write_bytes, write_text
 from edgecnn.keras_env import keras
 from edgecnn.metadata import ModelInfo, embed_tflite_info, read_keras_info
 from edgecnn.optimize import cluster, prune
-from edgecnn.optimize.common import fine_tune_data, gzip_size, sparsity, unique_values
+from edgecnn.optimize.common import gzip_size, sparsity, unique_values
 from edgecnn.optimize.distill import DistillConfig, check_compatible, make_distiller
 from edgecnn.optimize.qat import format_plan, plan_qat, quantize_model
 from edgecnn.optimize.report import write_report
@@ -220,7 +220,7 @@ def load_context(source: str | os.PathLike, config: OptimizeConfig) -> tuple[Any
     path = check_keras_path(source)
     model, info = load_keras(path)
     if config.data:  # another dataset, or a Keras model edgecnn did not train
-        info, split = fine_tune_data(model, info, config.data, config.seed, run=path.parent)
+        info, split = data_for_model(model, info, config.data, config.seed, run=path.parent)
     elif info is None or not info.data.get("spec"):
         raise EdgecnnError(
             f"{path} does not record its dataset; pass --data with its fine-tuning data (a folder of class "

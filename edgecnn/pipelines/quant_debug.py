@@ -36,7 +36,7 @@ from edgecnn.convert.calibration import calibration_images
 from edgecnn.convert.formats import FORMATS, get_format
 from edgecnn.convert.xnnpack import exact_rewrites
 from edgecnn.data.files import image_batches
-from edgecnn.data.registry import model_split
+from edgecnn.data.registry import data_for_model, model_split
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import check_output_dir, ensure_dir, write_text
 from edgecnn.insight.layers import find_layer, is_conv
@@ -69,6 +69,7 @@ class QuantDebugOptions:
     top: int = 3  # how many of the worst layers to suggest keeping float
     samples: int = 200  # training images the ranking is measured on
     calib: str | None = None  # calibration images, as convert's --calib (None: the run's validation images)
+    data: str | None = None  # --data: the dataset to rank and measure on (needed for a model edgecnn did not train)
     calib_samples: int = 200
     out: str | None = None  # report folder (None: MODEL_quant_debug beside the model)
     seed: int = 0
@@ -240,15 +241,18 @@ def quant_debug(model_path: str | os.PathLike, options: QuantDebugOptions = Quan
     path = check_keras_path(model_path)
     out = check_output_dir(options.out or default_out(path), "quant-debug output")
     model, info = load_keras(path)
-    if info is None or not info.data.get("spec"):
+    if options.data:  # another dataset, or a Keras model edgecnn did not train (split with --seed)
+        info, split = data_for_model(model, info, options.data, options.seed, run=path.parent)
+    elif info is None or not info.data.get("spec"):
         raise EdgecnnError(
-            f"{path} does not record its dataset; quant-debug measures accuracy on it: use a model made by "
-            "edgecnn train (or edgecnn optimize --data)"
+            f"{path} does not record its dataset; quant-debug measures accuracy on it: pass --data with its images "
+            "(a folder of class subfolders, or digits)"
         )
+    else:
+        split = model_split(info, run=path.parent)  # the run's split.json: the files it validated on
     task = get_task(info.task)
     if task.name != "classify":
         raise EdgecnnError(f"quant-debug ranks layers by their effect on class probabilities; {path} is {task.name}")
-    split = model_split(info, run=path.parent)  # the run's split.json: the files it validated on
     calib_images, calib_source = calibration_images(options.calib, info, split.val.x, options.calib_samples)
     fmt, io_type = get_format("int8", None)
     print(f"calibrating {path.name} ({calib_source})")

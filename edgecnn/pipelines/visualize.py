@@ -18,7 +18,7 @@ from edgecnn.fileio import check_output_dir, ensure_dir, write_bytes, write_text
 from edgecnn.insight.heatmap import encode_png
 from edgecnn.insight.layers import find_layer, first_conv
 from edgecnn.insight.visualize import MAX_MAPS, filter_grid, maps_grid
-from edgecnn.pipelines.convert import _info_from_model
+from edgecnn.pipelines.convert import info_from_model
 from edgecnn.pipelines.explain import read_pixels
 from edgecnn.training.keras_io import load_keras
 
@@ -47,7 +47,7 @@ def visualize(model_path: str | os.PathLike, options: VisualizeOptions) -> Visua
         raise EdgecnnError("--image is the input for --maps LAYER; add --maps with a layer name")
     out = check_output_dir(options.out, "visualize output")
     model, info = load_keras(model_path)
-    info = info or _info_from_model(model)
+    info = info or info_from_model(model)
     pixels = read_pixels([Path(options.image)], info)[0] if options.image else None
     report = VisualizeReport(str(model_path))
     jobs = []
