@@ -10,7 +10,9 @@ For each candidate below, in order, until one qualifies:
    validation split the run recorded (``split.json``). Int8 losing <= 1 point does not qualify: the
    script says so and trains the next candidate;
 3. run the debugger (``edgecnn quant-debug``), then convert with its top-ranked 1 and ``--top`` layers kept
-   float (``edgecnn convert --int8 --float-layers ...``) and measure those files on the same images.
+   float (``edgecnn convert --int8 --float-layers ...``) and measure those files on the same images;
+4. run the fix the debugger names when no few layers are to blame, quantization-aware training
+   (``edgecnn optimize RUN --qat``), and measure its int8 file on the same images.
 
 Writes results/quant_debug.md and .json (every candidate tried, the ranking, the before/after top-1 and
 the share of the int8 loss recovered; target: at least half, with the top ``--top`` layers float).
@@ -27,6 +29,7 @@ import copy
 import dataclasses
 import json
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -38,6 +41,7 @@ from common import CACHE, ROOT
 from edgecnn.config import TrainConfig, to_yaml
 from edgecnn.insight.quant_debug import layer_names
 from edgecnn.pipelines.convert import ConvertOptions, convert
+from edgecnn.pipelines.optimize import OptimizeConfig, optimize
 from edgecnn.pipelines.quant_debug import QuantDebugOptions, quant_debug
 from edgecnn.pipelines.train import train
 from edgecnn.training.keras_io import load_keras
@@ -109,10 +113,11 @@ def trained(name: str, retrain: bool) -> tuple[Path, bool]:
     return result.model_path, True
 
 
-def converted(model: Path, float_layers: list[str], name: str) -> dict[str, Any]:
-    """``edgecnn convert MODEL --int8 [--float-layers ...] -o NAME``: its top-1 beside the Keras model's."""
+def converted(model: Path, float_layers: list[str], name: str, calib: str | None = None) -> dict[str, Any]:
+    """``edgecnn convert MODEL --int8 [--float-layers ...] [--calib ...] -o NAME``: its top-1 beside the Keras
+    model's."""
     out = model.with_name(name)
-    report = convert(model, out, ConvertOptions(format="int8", float_layers=tuple(float_layers)))
+    report = convert(model, out, ConvertOptions(format="int8", float_layers=tuple(float_layers), calib=calib))
     acc = report.accuracy
     return {
         "file": str(out.relative_to(ROOT)),
@@ -188,6 +193,26 @@ def measure(name: str, top: int, retrain: bool) -> dict[str, Any]:
         flush=True,
     )
     row["prefixes"] = prefixes(model, [r.layer for r in report.layers], int8["top1"], row["float_top1"])
+    row["qat"] = qat(model, int8["top1"], row["float_top1"])
+    # how much of the loss is the calibration draw: the same conversion calibrated on 200 training images
+    other = converted(model, [], "model_int8_calib_train.tflite", calib="digits")
+    other["recovered"] = recovered(other["top1"], int8["top1"], row["float_top1"])
+    row["calib_train"] = other
+    print(f"{name}: int8 calibrated on training images: {100 * other['top1']:.2f}%", flush=True)
+    return row
+
+
+def qat(model: Path, int8_top1: float, float_top1: float) -> dict[str, Any]:
+    """``edgecnn optimize RUN --qat`` (its default fine-tuning), its int8 file measured as the others are."""
+    out = model.parent / "optimized"
+    shutil.rmtree(out, ignore_errors=True)  # this script's own folder: a fresh optimize run each time
+    print(f"qat: edgecnn optimize {model.parent} --qat --out {out} ...", flush=True)
+    optimize(model, OptimizeConfig(qat=True, out=str(out)))
+    qat_model = out / "1_qat" / "model.keras"
+    row = converted(qat_model, [], "model_int8.tflite")
+    row["model"] = str(qat_model.relative_to(ROOT))
+    row["recovered"] = recovered(row["top1"], int8_top1, float_top1)
+    print(f"qat: int8 {100 * row['top1']:.2f}% (recovers {_pct(row['recovered'])} of the loss)", flush=True)
     return row
 
 
@@ -254,6 +279,16 @@ def _before_after(row: dict[str, Any]) -> list[str]:
         f"{' '.join(c['float_layers'])}`) | `{c['file']}` | {100 * c['top1']:.2f}% | {100 * (c['top1'] - f):+.2f} "
         f"| {_pct(c['recovered'])} | {_agree(c)} |"
     )
+    t = row["calib_train"]
+    lines.append(
+        f"| diagnostic: int8 calibrated on 200 training images instead (`--calib digits`) | `{t['file']}` | "
+        f"{100 * t['top1']:.2f}% | {100 * (t['top1'] - f):+.2f} | {_pct(t['recovered'])} | {_agree(t)} |"
+    )
+    q = row["qat"]
+    lines.append(
+        f"| QAT: `edgecnn optimize RUN --qat`, then `convert --int8` | `{q['file']}` | **{100 * q['top1']:.2f}%** | "
+        f"{100 * (q['top1'] - f):+.2f} | **{_pct(q['recovered'])}** | {_agree(q)} |"
+    )
     for d in row["prefixes"]:
         lines.append(
             f"| diagnostic: int8 + the first {d['n']} of {d['of']} layers float, in graph order (`--float-layers "
@@ -284,6 +319,9 @@ def verdict(rows: list[dict[str, Any]], top: int) -> list[str]:
     if best is None:
         return [f"{chosen['candidate']}: the debugger found no layer whose float copy lowers the output error."]
     met = best["recovered"] is not None and best["recovered"] >= TARGET_RECOVERED
+    debugger = chosen["debugger"]
+    removed = debugger.get("top_error_removed")
+    spread = [f"The debugger's own verdict: {note}" for note in debugger["notes"] if "spread" in note]
     return [
         f"{chosen['candidate']}: post-training int8 loses {chosen['loss_points']:.2f} points "
         f"({chosen['images']} validation images; one image is {100 / chosen['images']:.2f} points).",
@@ -294,6 +332,18 @@ def verdict(rows: list[dict[str, Any]], top: int) -> list[str]:
         "Diagnostic, the first layers in graph order kept float: "
         + ", ".join(f"{d['n']} of {d['of']} recover {_pct(d['recovered'])}" for d in chosen["prefixes"])
         + ".",
+        f"Together the top {best['k']} kept float remove "
+        f"{'-' if removed is None else format(removed, '.0%')} of int8's output error on the ranking images.",
+        *spread,
+        f"Quantization-aware training (`edgecnn optimize RUN --qat`): int8 {100 * chosen['qat']['top1']:.2f}%, "
+        f"recovering {_pct(chosen['qat']['recovered'])} of the loss.",
+        f"Calibrated on 200 training images instead of the validation images, the same int8 conversion loses "
+        f"{100 * (chosen['float_top1'] - chosen['calib_train']['top1']):.2f} points"
+        + (
+            f": most of the {chosen['loss_points']:.2f} is the calibration draw, not a layer."
+            if (chosen["calib_train"]["recovered"] or 0) >= TARGET_RECOVERED
+            else "."
+        ),
         "The candidate was picked for its int8 loss on these same validation images, so part of that loss is "
         "chance and would come back under any change; the control row measures that part. The ranking itself "
         "is measured on training images, and agreement with the float model (the debugger's target) does not "

@@ -162,9 +162,17 @@ def test_clustering_a_quantization_aware_model_is_refused(digits_run: Path) -> N
     assert np.isfinite(qat(np.zeros((1, 32, 32, 1), np.float32)).numpy()).all()
 
 
-def test_qat_step_through_the_pipeline(digits_run: Path, tmp_path: Path) -> None:
+def test_qat_step_through_the_pipeline(digits_run: Path, tmp_path: Path, capsys) -> None:
     """The qat step end to end (plan, quantize, fine-tune, int8, report): QAT int8 within 0.5 point of float."""
     rows = rows_by_name(optimize(digits_run, OptimizeConfig(qat=True, epochs=2, bench_runs=10, out=str(tmp_path))))
     assert rows["qat"].tflite_score >= rows["float32"].keras_score - 0.005, rows["qat"]
     assert abs(rows["qat"].tflite_score - rows["qat"].keras_score) <= 0.005
     assert (tmp_path / "1_qat" / "model_int8.tflite").is_file()
+    # the QAT run folder is a model like any other: convert loads it (tfmot's layers) and gets the same int8
+    from edgecnn.cli import main
+
+    out = tmp_path / "again.tflite"
+    capsys.readouterr()  # the optimize run's own report
+    assert main(["convert", str(tmp_path / "1_qat"), "--int8", "-o", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert abs(report["accuracy"]["tflite"] - rows["qat"].tflite_score) <= 0.005 and out.is_file()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zipfile
 from pathlib import Path
@@ -38,11 +39,32 @@ def load_keras(path: str | os.PathLike) -> tuple[Any, ModelInfo | None]:
 
     list_archs()  # imports every family so their custom layers are registered for deserialization
     try:
-        model = keras.models.load_model(path, compile=False)
+        with _qat_scope() if is_qat_file(path) else contextlib.nullcontext():
+            model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # Keras raises many types (OSError, ValueError, KeyError, TypeError)
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise EdgecnnError(f"cannot load Keras model {path}: {first}") from exc
     return model, read_keras_info(path)
+
+
+# Class names a quantization-aware model's config holds (tfmot's wrappers; edgecnn's QAT layers subclass them)
+QAT_CLASSES = (b'"QuantizeWrapperV2"', b'"QuantizeLayer"', b'"QuantizeAnnotate"')
+
+
+def is_qat_file(path: Path) -> bool:
+    """Whether a .keras file holds a quantization-aware model (``edgecnn optimize --qat`` writes them): its
+    layers deserialize only inside tfmot's scope. A .h5 is loaded as is."""
+    if path.suffix != ".keras":
+        return False
+    with zipfile.ZipFile(path) as archive:
+        config = archive.read("config.json") if "config.json" in archive.namelist() else b""
+    return any(name in config for name in QAT_CLASSES)
+
+
+def _qat_scope() -> contextlib.AbstractContextManager:
+    from edgecnn.optimize.qat import qat_scope  # lazy: tfmot is imported only for a quantization-aware model
+
+    return qat_scope()
 
 
 def save_keras(model: Any, path: str | os.PathLike, info: ModelInfo) -> Path:
