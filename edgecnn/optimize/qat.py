@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +43,6 @@ from edgecnn.archs.layers import HardSigmoid
 from edgecnn.errors import EdgecnnError
 from edgecnn.keras_env import keras, tf, tfmot
 from edgecnn.optimize.common import is_quantization_aware
-from edgecnn.training.keras_io import load_keras
 
 # ------------------------------------------------------------------------------------ actions
 TFMOT = "tfmot"
@@ -271,14 +269,6 @@ def qat_scope() -> Iterator[None]:
     # ours inside tfmot's: quantize_scope(extra) lets tfmot's names win, and our QuantizeLayer must not lose
     with tfmot.quantization.keras.quantize_scope(), keras.utils.custom_object_scope(custom_objects()):
         yield
-
-
-def load_qat_model(path: str | os.PathLike) -> Any:
-    """Load a saved quantization-aware model (.keras or .h5)."""
-
-    with qat_scope():
-        model, _ = load_keras(path)
-    return model
 
 
 # ------------------------------------------------------------------------------------ rewriting
