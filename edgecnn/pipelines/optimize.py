@@ -26,7 +26,7 @@ from edgecnn.convert.tflite_metadata import embed_standard_metadata
 from edgecnn.data.registry import data_for_model, model_split
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import ensure_dir, write_bytes, write_text
-from edgecnn.keras_env import keras
+from edgecnn.keras_env import keras, seed_everything
 from edgecnn.metadata import ModelInfo, embed_tflite_info, read_keras_info
 from edgecnn.optimize import cluster, prune
 from edgecnn.optimize.common import gzip_size, sparsity, unique_values
@@ -250,7 +250,7 @@ def optimize(source: str | os.PathLike, config: OptimizeConfig) -> list[Measured
         )
     model, ctx, path = load_context(source, config)
     out = ensure_dir(config.out or path.parent / "optimized", "optimize output")
-    keras.utils.set_random_seed(config.seed)
+    seed_everything(config.seed)
     print(f"measuring the source model {path} (float32 and post-training int8)")
     rows = [
         measure("float32", model, ctx, ensure_dir(out / "0_float32"), fmt=FORMATS["float32"]),

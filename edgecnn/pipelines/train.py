@@ -28,7 +28,7 @@ from edgecnn.data.images import warn_skipped
 from edgecnn.data.registry import default_data, load_split
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import check_output_dir, ensure_dir, write_text
-from edgecnn.keras_env import keras, tf
+from edgecnn.keras_env import seed_everything
 from edgecnn.metadata import ModelInfo
 from edgecnn.tasks import Task, task_of_arch
 from edgecnn.training.checkpoint import (
@@ -183,8 +183,7 @@ def train(config: TrainConfig, verbose: int | None = None, resume: bool = False)
     warn_skipped(skipped)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2  # a progress bar on a terminal, a line per epoch in logs
-    keras.utils.set_random_seed(config.seed)
-    tf.config.experimental.enable_op_determinism()
+    seed_everything(config.seed)
     models = build_models(config, task, split, placement, attack, load_weights=state is None)
 
     run_dir, scratch = _run_folder(config, placement)
