@@ -166,29 +166,51 @@ def test_whole_set_passes_stream_files_a_batch_at_a_time(digits_run: Path, tmp_p
 DEBUGGED = "mobilenet_v1_0125_seed2"  # the candidate benchmarks/quant_debug.py debugs (its int8 loses 2.23 points)
 
 
+@pytest.fixture(scope="module")
+def debugged(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The benchmark's candidate, trained with its pinned settings, and the debugger's JSON report on it."""
+    import dataclasses
+    import importlib
+    import sys
+
+    from edgecnn.pipelines.quant_debug import QuantDebugOptions, quant_debug
+    from edgecnn.pipelines.train import train
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    try:
+        bench = importlib.import_module("quant_debug")  # benchmarks/quant_debug.py: the settings, in one place
+    finally:
+        sys.path.pop(0)
+    tmp = tmp_path_factory.mktemp("debugged")
+    config = dataclasses.replace(bench.candidate_config(DEBUGGED), out=str(tmp / "run"))
+    run = train(config, verbose=0).model_path
+    report = quant_debug(run, QuantDebugOptions(out=str(tmp / "qd"))).as_dict()
+    variants = {v["name"]: v for v in report["variants"]}
+    assert report["float_top1"] - variants["int8 (per-channel)"]["top1"] > 0.01  # the model of the done-when
+    return {"run": run, "report": report, "variants": variants}
+
+
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
     raises=AssertionError,
     reason="done-when not met (benchmarks/results/quant_debug.md): the top-ranked layers float win back none of "
-    "the 2.23 points; int8's error there is spread over the first layers (the first 8 of 30 float recover 50%)",
+    "the 2.23 points; int8's error there is spread (the top layers float remove 12% of it): the calibration draw",
 )
-def test_debugger_recovers_mobilenet_int8_loss(tmp_path: Path, capsys, monkeypatch) -> None:
-    """Done-when: on a model whose post-training int8 loses more than a point (the candidate the benchmark
-    script debugs, trained with its pinned settings), keeping the top-ranked layers float recovers at least
-    half of the loss."""
-    import dataclasses
-    import importlib
-
-    from edgecnn.pipelines.train import train
-
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "benchmarks"))
-    bench = importlib.import_module("quant_debug")  # benchmarks/quant_debug.py: the settings, in one place
-    config = dataclasses.replace(bench.candidate_config(DEBUGGED), out=str(tmp_path / "run"))
-    run = train(config, verbose=0).model_path
-    assert main(["quant-debug", str(run), "--out", str(tmp_path / "qd"), "--json"]) == 0
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    variants = {v["name"]: v for v in report["variants"]}
-    assert report["float_top1"] - variants["int8 (per-channel)"]["top1"] > 0.01  # the model of the done-when
-    top = next(v for v in report["variants"] if v["name"].startswith("top "))
+def test_debugger_recovers_mobilenet_int8_loss(debugged: dict) -> None:
+    """Done-when: on a model whose post-training int8 loses more than a point, keeping the top-ranked layers
+    float recovers at least half of the loss."""
+    top = next(v for v in debugged["report"]["variants"] if v["name"].startswith("top "))
     assert top["recovered"] >= 0.5
+
+
+@pytest.mark.slow
+def test_debugger_calls_the_error_spread(debugged: dict) -> None:
+    """Where no few layers are to blame, the report says so and points to QAT instead of --float-layers.
+    (What QAT then wins back is not asserted: on this 8-image loss it varied between runs, see
+    benchmarks/results/quant_debug.md.)"""
+    report = debugged["report"]
+    assert report["top_error_removed"] < 0.25
+    assert any("int8's error is spread over the layers" in note and "--qat" in note for note in report["notes"])
+    assert not any(r["action"].startswith("keep float") for r in report["layers"])
+    assert all(r["action"].startswith("QAT") for r in report["layers"][:2] if r["gain"] > 0)

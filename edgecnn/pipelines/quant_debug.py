@@ -321,7 +321,8 @@ def quant_debug(model_path: str | os.PathLike, options: QuantDebugOptions = Quan
         )
         report.notes.append(
             f"int8's error is spread over the layers ({removed}): no few layers are to blame, so --float-layers "
-            f"will not win the loss back; quantization-aware training is the fix: edgecnn optimize {path} --qat"
+            f"will not win the loss back; try quantization-aware training, which trains with int8's rounding in the "
+            f"loop: edgecnn optimize {path} --qat"
         )
         for row in rows:
             if row.action.startswith("keep float"):
