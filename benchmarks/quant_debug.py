@@ -28,6 +28,7 @@ import argparse
 import copy
 import dataclasses
 import json
+import os
 import random
 import shutil
 import sys
@@ -161,7 +162,8 @@ def measure(name: str, top: int, retrain: bool) -> dict[str, Any]:
         print(f"{name}: int8 loses <= {MIN_LOSS_POINTS:g} point; trying the next candidate", flush=True)
         return row
     print(f"{name}: quant-debug ...", flush=True)
-    report = quant_debug(model, QuantDebugOptions(top=top, out=str(model.parent / "quant_debug")))
+    relative = Path(os.path.relpath(model))  # as a user would type it: the report's notes quote the path
+    report = quant_debug(relative, QuantDebugOptions(top=top, out=str(model.parent / "quant_debug")))
     row["debugger"] = report.as_dict()
     ranked = [r.layer for r in report.layers if r.gain > 0]
     fixes = []
@@ -321,7 +323,7 @@ def verdict(rows: list[dict[str, Any]], top: int) -> list[str]:
     met = best["recovered"] is not None and best["recovered"] >= TARGET_RECOVERED
     debugger = chosen["debugger"]
     removed = debugger.get("top_error_removed")
-    spread = [f"The debugger's own verdict: {note}" for note in debugger["notes"] if "spread" in note]
+    spread = [f"The debugger's own note: {note}" for note in debugger["notes"] if "spread" in note or "calib" in note]
     return [
         f"{chosen['candidate']}: post-training int8 loses {chosen['loss_points']:.2f} points "
         f"({chosen['images']} validation images; one image is {100 / chosen['images']:.2f} points).",

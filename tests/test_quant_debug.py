@@ -56,6 +56,7 @@ def test_quant_debug_names_ranks_and_measures(digits_run: Path, tmp_path: Path, 
     assert len(floated) <= 2 and floated == [r["layer"] for r in rows[: len(floated)]]  # --top 2
     variants = {v["name"]: v for v in report["variants"]}
     assert variants["--float-layers"]["float_layers"] == ["c1"]  # --float-layers, measured
+    assert not any(name.startswith("int8 calibrated on") for name in variants)  # --calib digits: training images
     assert abs(variants["--float-layers"]["top1"] - report["float_top1"]) <= 0.02
     assert report["float_top1"] >= 0.9 and abs(variants["int8 (per-channel)"]["top1"] - report["float_top1"]) <= 0.02
     with open(report["csv"]) as f:
@@ -114,6 +115,9 @@ def test_quant_debug_of_a_foreign_model_on_a_folder(image_folder: Path, tmp_path
     conv1 = next(r for r in report["layers"] if r["layer"] == "conv1")
     assert conv1["fused"][0] == "conv1" and "relu1" in conv1["fused"] and conv1["op"] == "CONV_2D"  # one int8 op
     assert report["calibration"].endswith("from the run's validation images")
+    again = [v for v in report["variants"] if v["name"].startswith("int8 calibrated on")]
+    assert [v["name"] for v in again] == ["int8 calibrated on 10 training images"]  # the check: another draw
+    assert 0.0 <= again[0]["top1"] <= 1.0
     assert (tmp_path / "qd" / "quant_debug.csv").is_file()
 
 
