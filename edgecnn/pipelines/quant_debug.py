@@ -36,7 +36,7 @@ from edgecnn.convert.calibration import calibration_images
 from edgecnn.convert.formats import FORMATS, get_format
 from edgecnn.convert.xnnpack import exact_rewrites
 from edgecnn.data.files import image_batches
-from edgecnn.data.registry import data_for_model, model_split
+from edgecnn.data.registry import builtins, data_for_model, model_split
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import check_output_dir, ensure_dir, write_text
 from edgecnn.insight.layers import find_layer, is_conv
@@ -62,8 +62,8 @@ HIGH_RMSE_SCALE = 1.0  # RMSE over scale; pure rounding gives 1/sqrt(12) = 0.29
 PER_TENSOR_PENALTY_DB = 6.0  # per-tensor weights this much worse than per-channel: per-channel matters
 DEBUGGER_IMAGES = 100  # the local-error statistics settle long before this many images
 # Below this share of int8's output error removed by the top layers kept float, no few layers are to blame:
-# on MobileNet v1 0.125 (digits) the top 3 remove 13% and keeping them float wins nothing back, while the
-# first 8 of 30 layers together recover half (benchmarks/results/quant_debug.md).
+# on MobileNet v1 0.125 (digits) the top 2 together remove 12% and keeping them float wins nothing back
+# (benchmarks/results/quant_debug.md).
 SPREAD_SHARE = 0.25
 
 
@@ -209,13 +209,13 @@ RECALIBRATED = "int8 calibrated on"
 
 
 def _calibrated_on_training_images(
-    options: QuantDebugOptions, task: Any, model: Any, info: Any, split: Any, fmt: Any, io_type: str, source: str
+    options: QuantDebugOptions, task: Any, model: Any, info: Any, split: Any, fmt: Any, io_type: str
 ) -> tuple[str, bytes] | None:
     """The same int8 model calibrated on training images instead (None when those calibrated it already): a
     loss that moves with the calibration draw is fixed by ``--calib``, not by a layer kept float. On the
     benchmark's MobileNet v1 0.125, int8 calibrated on validation images lost 2.23 points, on training
     images 0.56."""
-    if "train split" in source:
+    if options.calib in builtins(task.name):  # a built-in set's calibration images are its training split
         return None
     rng = np.random.default_rng(options.seed + 1)  # not the ranking images' draw
     count = min(options.calib_samples, len(split.train))
@@ -314,7 +314,7 @@ def quant_debug(model_path: str | os.PathLike, options: QuantDebugOptions = Quan
     if options.float_layers:
         kept["--float-layers"] = list(options.float_layers)
         blobs["--float-layers"] = quantize(calibrated, chosen_nodes)
-    recalibrated = _calibrated_on_training_images(options, task, model, info, split, fmt, io_type, calib_source)
+    recalibrated = _calibrated_on_training_images(options, task, model, info, split, fmt, io_type)
     if recalibrated is not None:
         name, blob = recalibrated
         kept[name], blobs[name] = [], blob
@@ -337,20 +337,34 @@ def quant_debug(model_path: str | os.PathLike, options: QuantDebugOptions = Quan
     )
     if float_top1 <= int8_top1:
         report.notes.append("post-training int8 loses no top-1 here; the ranking still shows where its error is")
-    fix = next((v for v in variants if v.name.startswith(RECALIBRATED)), None)
+    report.notes += _advice(report, rows, int8_top1, info.data["spec"], path)
+    ensure_dir(out, "quant-debug output")
+    report.csv = str(write_text(out / "quant_debug.csv", _csv(rows)))
+    report.json = str(out / "quant_debug.json")
+    write_text(report.json, json.dumps(report.as_dict(), indent=1))
+    return report
+
+
+def _advice(report: QuantDebugReport, rows: list[LayerRow], int8_top1: float, spec: str, path: Path) -> list[str]:
+    """What to do when no few layers are to blame: calibrate on other images, or QAT (``rows``' keep-float
+    actions turn into QAT then)."""
+    notes = []
+    fix = next((v for v in report.variants if v.name.startswith(RECALIBRATED)), None)
     if fix is not None and (fix.recovered or 0) >= 0.5:
-        report.notes.append(
+        notes.append(
             f"the loss depends on which images calibrate: {fix.name} gives {100 * fix.top1:.2f}% "
-            f"({100 * fix.recovered:.0f}% of the loss back): convert with --calib {info.data['spec']}"
+            f"({100 * fix.recovered:.0f}% of the loss back): convert with --calib {spec}"
         )
-    if float_top1 > int8_top1 and (top_removed is None or top_removed < SPREAD_SHARE):
-        removed = (
+    removed = report.top_error_removed
+    if report.float_top1 > int8_top1 and (removed is None or removed < SPREAD_SHARE):
+        top = next((v for v in report.variants if v.name.startswith("top ")), None)
+        how = (
             "no single layer kept float lowers it"
-            if top_removed is None
-            else (f"the top {len(suggested)} kept float together remove {100 * top_removed:.0f}% of it")
+            if removed is None or top is None
+            else f"the top {len(top.float_layers)} kept float together remove {100 * removed:.0f}% of it"
         )
-        report.notes.append(
-            f"int8's error is spread over the layers ({removed}): no few layers are to blame, so --float-layers "
+        notes.append(
+            f"int8's error is spread over the layers ({how}): no few layers are to blame, so --float-layers "
             f"will not win the loss back; try quantization-aware training, which trains with int8's rounding in the "
             f"loop: edgecnn optimize {path} --qat"
         )
@@ -359,11 +373,7 @@ def quant_debug(model_path: str | os.PathLike, options: QuantDebugOptions = Quan
                 row.action = (
                     f"QAT: edgecnn optimize MODEL --qat (int8's error is spread; {row.layer} float alone is not enough)"
                 )
-    ensure_dir(out, "quant-debug output")
-    report.csv = str(write_text(out / "quant_debug.csv", _csv(rows)))
-    report.json = str(out / "quant_debug.json")
-    write_text(report.json, json.dumps(report.as_dict(), indent=1))
-    return report
+    return notes
 
 
 def _csv(rows: list[LayerRow]) -> str:
