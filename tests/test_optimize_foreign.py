@@ -57,7 +57,7 @@ def test_optimize_a_foreign_keras_model_on_a_folder(image_folder: Path, tmp_path
 def test_optimize_foreign_model_errors(image_folder: Path, tmp_path: Path, capsys) -> None:
     model = foreign_model(tmp_path / "foreign.keras")
     assert main(["optimize", str(model), "--qat", "--out", str(tmp_path / "o")]) == 2
-    assert "does not record its dataset; pass --data" in capsys.readouterr().err
+    assert "does not record its dataset; optimize fine-tunes on it: pass --data" in capsys.readouterr().err
     three = foreign_model(tmp_path / "three.keras", classes=3)
     assert main(["optimize", str(three), "--qat", "--data", str(image_folder), "--out", str(tmp_path / "o")]) == 2
     assert "has 2 classes but the model outputs 3" in capsys.readouterr().err

@@ -321,3 +321,19 @@ def data_for_model(
     if info.labels and list(info.labels) != labels:
         raise EdgecnnError(f"--data {data} has classes {labels[:5]}... but the model has {info.labels[:5]}...")
     return dataclasses.replace(info, labels=labels), split
+
+
+def split_for_model(
+    model: Any, info: ModelInfo | None, data: str | None, seed: int, path: Path, needs: str
+) -> tuple[ModelInfo, Split]:
+    """The record and split a command works on: ``--data`` when given (:func:`data_for_model`), else the
+    dataset the model's record names, split as its run was (``split.json`` beside ``path``). ``needs`` says
+    in the error what the command wants the data for."""
+    if data:
+        return data_for_model(model, info, data, seed, run=path.parent)
+    if info is None or not info.data.get("spec"):
+        raise EdgecnnError(
+            f"{path} does not record its dataset; {needs}: pass --data with its images (a folder of class "
+            "subfolders, or digits)"
+        )
+    return info, model_split(info, run=path.parent)

@@ -23,7 +23,7 @@ from edgecnn.benchmarks.latency import benchmark_model
 from edgecnn.convert.formats import FORMATS, Format
 from edgecnn.convert.tflite import to_tflite
 from edgecnn.convert.tflite_metadata import embed_standard_metadata
-from edgecnn.data.registry import data_for_model, model_split
+from edgecnn.data.registry import split_for_model
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import ensure_dir, write_bytes, write_text
 from edgecnn.keras_env import keras, seed_everything
@@ -219,15 +219,7 @@ def save_step(model: Any, ctx: Context, folder: Path, row: Measured) -> None:
 def load_context(source: str | os.PathLike, config: OptimizeConfig) -> tuple[Any, Context, Path]:
     path = check_keras_path(source)
     model, info = load_keras(path)
-    if config.data:  # another dataset, or a Keras model edgecnn did not train
-        info, split = data_for_model(model, info, config.data, config.seed, run=path.parent)
-    elif info is None or not info.data.get("spec"):
-        raise EdgecnnError(
-            f"{path} does not record its dataset; pass --data with its fine-tuning data (a folder of class "
-            "subfolders, or digits)"
-        )
-    else:
-        split = model_split(info, run=path.parent)
+    info, split = split_for_model(model, info, config.data, config.seed, path, "optimize fine-tunes on it")
     task = get_task(info.task)
     config_yaml = path.parent / "config.yaml"
     epochs = (

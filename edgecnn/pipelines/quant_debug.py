@@ -36,7 +36,7 @@ from edgecnn.convert.calibration import calibration_images
 from edgecnn.convert.formats import FORMATS, get_format
 from edgecnn.convert.xnnpack import exact_rewrites
 from edgecnn.data.files import image_batches
-from edgecnn.data.registry import builtins, data_for_model, model_split
+from edgecnn.data.registry import builtins, split_for_model
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import check_output_dir, ensure_dir, write_text
 from edgecnn.insight.layers import find_layer, is_conv
@@ -266,15 +266,8 @@ def quant_debug(model_path: str | os.PathLike, options: QuantDebugOptions = Quan
     path = check_keras_path(model_path)
     out = check_output_dir(options.out or default_out(path), "quant-debug output")
     model, info = load_keras(path)
-    if options.data:  # another dataset, or a Keras model edgecnn did not train (split with --seed)
-        info, split = data_for_model(model, info, options.data, options.seed, run=path.parent)
-    elif info is None or not info.data.get("spec"):
-        raise EdgecnnError(
-            f"{path} does not record its dataset; quant-debug measures accuracy on it: pass --data with its images "
-            "(a folder of class subfolders, or digits)"
-        )
-    else:
-        split = model_split(info, run=path.parent)  # the run's split.json: the files it validated on
+    needs = "quant-debug measures accuracy on it"
+    info, split = split_for_model(model, info, options.data, options.seed, path, needs)  # the run's split.json
     task = get_task(info.task)
     if task.name != "classify":
         raise EdgecnnError(f"quant-debug ranks layers by their effect on class probabilities; {path} is {task.name}")
