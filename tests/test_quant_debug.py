@@ -121,6 +121,35 @@ def test_quant_debug_of_a_foreign_model_on_a_folder(image_folder: Path, tmp_path
     assert (tmp_path / "qd" / "quant_debug.csv").is_file()
 
 
+def test_advice_for_spread_error_and_a_calibration_draw() -> None:
+    """The report's advice from its measured figures: spread error -> QAT (keep-float actions replaced), a
+    recalibration winning back half the loss -> --calib; a concentrated error or no loss -> neither."""
+    from edgecnn.pipelines.quant_debug import LayerRow, QuantDebugReport, Variant, _advice
+
+    def report(removed: float, recalibrated: float, int8: float = 0.85) -> tuple[QuantDebugReport, list[LayerRow]]:
+        rows = [
+            LayerRow(1, "conv1", ["conv1"], "CONV_2D", 0.01, 0.1, 40.0, 0.3, 1.0, None, None, "keep float: x"),
+            LayerRow(2, "conv2", ["conv2"], "CONV_2D", 0.0, 0.1, 40.0, 0.3, 1.0, None, None, "int8 is fine"),
+        ]
+        variants = [
+            Variant("int8 (per-channel)", [], int8, None),
+            Variant("top 1 float", ["conv1"], int8, 0.0),
+            Variant("int8 calibrated on 200 training images", [], 0.86, recalibrated),
+        ]
+        return QuantDebugReport("m", "c", 200, 359, 0.87, 0.1, removed, variants, rows), rows
+
+    spread, rows = report(removed=0.12, recalibrated=0.62)
+    notes = _advice(spread, rows, 0.85, "digits", Path("run/model.keras"))
+    assert notes[0].endswith("(62% of the loss back): convert with --calib digits")
+    assert "the top 1 kept float together remove 12% of it" in notes[1]
+    assert notes[1].endswith("edgecnn optimize run/model.keras --qat")
+    assert rows[0].action.startswith("QAT: edgecnn optimize MODEL --qat") and rows[1].action == "int8 is fine"
+    concentrated, rows = report(removed=0.6, recalibrated=0.2)
+    assert _advice(concentrated, rows, 0.85, "digits", Path("m.keras")) == [] and rows[0].action == "keep float: x"
+    no_loss, rows = report(removed=0.1, recalibrated=None, int8=0.87)
+    assert _advice(no_loss, rows, 0.87, "digits", Path("m.keras")) == []
+
+
 def _digits_on_disk(folder: Path, count: int) -> tuple[object, object]:
     """``count`` validation digits as PNG files: the same images in memory and streamed from disk."""
     import cv2
