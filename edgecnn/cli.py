@@ -753,7 +753,12 @@ def build_parser() -> Parser:
     )
     p.add_argument("model", help="model.keras or a run folder")
     _quant_debug_options(p)
-    p.add_argument("--top", type=positive_int, default=3, help="how many of the worst layers to suggest in float")
+    p.add_argument(
+        "--top",
+        type=positive_int,
+        default=3,
+        help="how many of the worst layers to suggest in float, each with the layers reading its output (default 3)",
+    )
     p.add_argument(
         "--samples", type=positive_int, default=200, help="training images the ranking is measured on (default 200)"
     )

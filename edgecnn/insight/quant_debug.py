@@ -11,13 +11,18 @@ Three pieces:
   statistics and, through ``layer_direct_compare_metrics``, the SQNR and cosine below.
 - **Mixed int8/float.** The quantizer edgecnn's int8 path already uses keeps named nodes float
   (:func:`edgecnn.convert.xnnpack.quantize_for_xnnpack` with ``keep_float``); :func:`mixed_int8` maps
-  layer names to those nodes, and :func:`sensitivity` measures, one layer at a time, how much closer to
-  the float model the output gets when that layer alone stays float. The local error cannot say that
-  (every layer of a MobileNet v1 has ~41-44 dB SQNR, whatever its effect). Nor can one layer at a time
-  see a tensor that stays int8 unless both the layer that writes it and the one that reads it are float:
-  on MobileNet v1 0.125 (digits) ``normalize`` alone removes 13% of int8's output error and ``conv1``
-  alone none, yet the two together lift top-1 agreement with the float model from 95.3% to 97.2%
-  (``benchmarks/results/quant_debug.md``, written by ``benchmarks/quant_debug.py``).
+  layer names to those nodes, and :func:`sensitivity` measures, one unit at a time, how much closer to the
+  float model the output gets when that unit stays float. The local error cannot say that (every layer of a
+  MobileNet v1 has ~41-44 dB SQNR, whatever its effect).
+- **Units.** A layer kept float alone still has its output quantized for the int8 layer after it, and a
+  reader kept float alone still gets the int8 tensor: a tensor's int8 error goes only when the layer that
+  writes it and the layers that read it are float together. So the unit is a layer *with its output
+  tensor*: the layer, its readers, and through ops that keep their input's int8 scale (pooling, reshapes)
+  or pass an outlier channel on, the layers after them (:func:`units`). A tensor whose one int8 scale is
+  set by an outlier channel (:func:`channel_ranges`) is found only this way: on a ResNet-20 with one
+  channel of ``conv3_block2_1``'s output widened 2000x, keeping its reader ``conv3_block2_2_conv`` float
+  removed 24% of int8's output error and the unit removes all of it
+  (``benchmarks/results/quant_debug_planted.md``).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import difflib
 import io
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +76,7 @@ class Node:
     op: str
     tensor: str
     layers: tuple[str, ...]
+    inputs: tuple[str, ...] = ()  # the tensors it reads (weights and biases included)
 
     @property
     def layer(self) -> str:
@@ -86,11 +92,64 @@ def model_nodes(blob: bytes, known: set[str]) -> list[Node]:
         interpreter = TFLiteModel(path, threads=1, delegate="none").interpreter
         names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
         ops = interpreter._get_ops_details()  # the public API lists no ops
-    return [
-        Node(op["op_name"], names[int(op["outputs"][0])], tuple(keras_layers(names[int(op["outputs"][0])], known)))
-        for op in ops
-        if op["op_name"] not in EDGE_OPS and len(op["outputs"])
-    ]
+    nodes = []
+    for op in ops:
+        if op["op_name"] in EDGE_OPS or not len(op["outputs"]):
+            continue
+        tensor = names[int(op["outputs"][0])]
+        inputs = tuple(names[int(i)] for i in op["inputs"] if int(i) >= 0)  # -1: an optional input left out
+        nodes.append(Node(op["op_name"], tensor, tuple(keras_layers(tensor, known)), inputs))
+    return nodes
+
+
+# Ops whose int8 output must keep the int8 scale of their input (TFLite's int8 kernels require it): a
+# tensor's bad scale passes through them unchanged to the next layer that computes with it.
+SAME_SCALE_OPS = frozenset(
+    {
+        "MAX_POOL_2D",
+        "AVERAGE_POOL_2D",
+        "RESHAPE",
+        "SQUEEZE",
+        "EXPAND_DIMS",
+        "TRANSPOSE",
+        "PAD",
+        "PADV2",
+        "SPACE_TO_DEPTH",
+        "DEPTH_TO_SPACE",
+        "STRIDED_SLICE",
+        "SLICE",
+        "RESIZE_NEAREST_NEIGHBOR",
+        "RESIZE_BILINEAR",
+    }
+)
+
+
+def units(nodes: Sequence[Node], carried: Set[str] = frozenset()) -> dict[str, list[str]]:
+    """Per Keras layer computed by an op: the layers to keep float so that its output tensor stays float
+    too, in graph order: the layer, the layers reading its output, and through :data:`SAME_SCALE_OPS` (and
+    readers that pass an outlier channel on: input and output both in ``carried``, e.g. a pooling rewritten
+    as a depthwise convolution) the layers reading theirs. Keeping a layer float alone leaves its output quantized
+    by the int8 op after it; a reader alone still gets the int8 tensor. Readers named after no layer (the
+    signature's output) are left out, because ``--float-layers`` cannot name them."""
+    order = {node.tensor: i for i, node in enumerate(nodes)}
+    result: dict[str, list[str]] = {}
+    for node in nodes:
+        if not node.layers or node.layer in result:
+            continue
+        members = {n.tensor for n in nodes if n.layer == node.layer}
+        frontier = set(members)
+        while frontier:
+            readers = [n for n in nodes if n.tensor not in members and frontier & set(n.inputs)]
+            members |= {n.tensor for n in readers}
+            outlier = frontier & carried
+            frontier = {
+                n.tensor
+                for n in readers
+                if n.op in SAME_SCALE_OPS or (n.tensor in carried and outlier & set(n.inputs))  # still the outlier
+            }
+        named = sorted((n for n in nodes if n.tensor in members and n.layers), key=lambda n: order[n.tensor])
+        result[node.layer] = list(dict.fromkeys([node.layer, *(n.layer for n in named)]))
+    return result
 
 
 def nodes_for_layers(nodes: Sequence[Node], wanted: Sequence[str]) -> list[str]:
@@ -241,11 +300,12 @@ Predict = Callable[[bytes], np.ndarray]
 
 @dataclass
 class Sensitivity:
-    """How much closer the int8 model's output gets to the float model's when one layer stays float."""
+    """How much closer the int8 model's output gets to the float model's when one layer and its output
+    tensor stay float (the layers of :func:`units`)."""
 
     layer: str
     op: str
-    nodes: list[str] = field(default_factory=list)
+    float_layers: list[str] = field(default_factory=list)  # the unit: ``layer`` and the layers reading its output
     error_kept_float: float = 0.0  # mean L1 distance of class probabilities to the float model's
     gain: float = 0.0  # the all-int8 error minus error_kept_float: > 0 helps
 
@@ -261,21 +321,63 @@ def sensitivity(
     reference: np.ndarray,
     baseline: float,
     progress: Callable[[int], None] | None = None,
+    carried: Set[str] = frozenset(),
 ) -> list[Sensitivity]:
-    """For each Keras layer computed by int8 ops: keep it alone float, measure the output error against
-    the float model (``reference``); ``baseline`` is the all-int8 error. Sorted by gain, best first."""
-    by_layer: dict[str, Sensitivity] = {}
+    """For each Keras layer computed by int8 ops: keep it and its output tensor float (its unit), measure the
+    output error against the float model (``reference``); ``baseline`` is the all-int8 error. Sorted by
+    gain, best first. The model measured is the one ``--float-layers`` with the unit's names writes."""
+    first_op = {}
     for node in calibrated.nodes:
-        if node.layers:
-            by_layer.setdefault(node.layer, Sensitivity(node.layer, node.op)).nodes.append(node.tensor)
+        first_op.setdefault(node.layer, node.op)
     rows = []
-    for row in by_layer.values():
-        row.error_kept_float = output_error(predict(quantize(calibrated, row.nodes)), reference)
+    for layer, names in units(calibrated.nodes, carried).items():
+        row = Sensitivity(layer, first_op[layer], names)
+        kept = nodes_for_layers(calibrated.nodes, names)
+        row.error_kept_float = output_error(predict(quantize(calibrated, kept)), reference)
         row.gain = baseline - row.error_kept_float
         rows.append(row)
         if progress:
             progress(1)
     return sorted(rows, key=lambda r: -r.gain)
+
+
+@dataclass(frozen=True)
+class ChannelRange:
+    """How much wider one tensor's widest channel is than its median channel, in the float model."""
+
+    ratio: float  # the widest channel's range over the median channel's (ranges include 0, as int8's does)
+    channel: int  # the widest channel
+
+
+def channel_ranges(calibrated: Calibrated, images: np.ndarray) -> dict[str, ChannelRange]:
+    """Per output tensor of an op named after a layer, on ``images`` run through the calibrated (still float)
+    model: the widest channel's range over the median channel's. int8 gives an activation tensor one scale,
+    so a ratio of r leaves the median channel about 255 / r of its levels: the outlier-channel failure that
+    cross-layer equalization exists to fix (Nagel et al., Data-Free Quantization, 2019)."""
+    with warnings.catch_warnings(), native_stderr_silenced():  # tf.lite.Interpreter's deprecation notice
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_content=calibrated.blob, experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    source = interpreter.get_input_details()[0]
+    index = {d["name"]: d["index"] for d in interpreter.get_tensor_details()}
+    wanted = [node.tensor for node in calibrated.nodes if node.layers and node.tensor in index]
+    low: dict[str, np.ndarray] = {}
+    high: dict[str, np.ndarray] = {}
+    for image in images:
+        interpreter.set_tensor(source["index"], image[None].astype(source["dtype"]))
+        interpreter.invoke()
+        for name in wanted:
+            values = interpreter.get_tensor(index[name])
+            flat = values.reshape(-1, values.shape[-1] if values.ndim > 1 else 1)
+            low[name] = np.minimum(low.get(name, 0.0), flat.min(axis=0))
+            high[name] = np.maximum(high.get(name, 0.0), flat.max(axis=0))
+    result = {}
+    for name in low:
+        width = high[name] - low[name]
+        live = width[width > 0]
+        if len(width) > 1 and len(live):
+            result[name] = ChannelRange(float(width.max() / np.median(live)), int(width.argmax()))
+    return result
 
 
 def weight_sqnr(kernel: np.ndarray, channel_axis: int = -1) -> tuple[float, float]:
