@@ -9,13 +9,15 @@ For each candidate below, in order, until one qualifies:
 2. convert it as ``edgecnn convert --int8`` does and measure float (Keras) and int8 top-1 on the whole
    validation split the run recorded (``split.json``). Int8 losing <= 1 point does not qualify: the
    script says so and trains the next candidate;
-3. run the debugger (``edgecnn quant-debug``), then convert with its top-ranked 1 and ``--top`` layers kept
-   float (``edgecnn convert --int8 --float-layers ...``) and measure those files on the same images;
+3. run the debugger (``edgecnn quant-debug``), then convert with its top-ranked 1 and ``--top`` units kept
+   float (a unit: a layer and the layers reading its output; ``edgecnn convert --int8 --float-layers ...``)
+   and measure those files on the same images;
 4. run the fix the debugger names when no few layers are to blame, quantization-aware training
    (``edgecnn optimize RUN --qat``), and measure its int8 file on the same images.
 
 Writes results/quant_debug.md and .json (every candidate tried, the ranking, the before/after top-1 and
-the share of the int8 loss recovered; target: at least half, with the top ``--top`` layers float).
+the share of the int8 loss recovered, counted in images; target: at least half, with the top ``--top`` units
+float). ``benchmarks/quant_debug_planted.py`` asks the same of models whose loss sits in one tensor.
 
     .venv/bin/python benchmarks/quant_debug.py [--top 3] [--retrain] [--candidates NAME ...]
 
@@ -133,9 +135,10 @@ def converted(model: Path, float_layers: list[str], name: str, calib: str | None
     }
 
 
-def recovered(top1: float, int8: float, float_top1: float) -> float | None:
-    loss = float_top1 - int8
-    return round((top1 - int8) / loss, 3) if loss > 0 else None
+def recovered(top1: float, int8: float, float_top1: float, images: int) -> float | None:
+    """The share of int8's loss won back, counted in images (top-1s are recorded rounded to 4 decimals)."""
+    lost = round(float_top1 * images) - round(int8 * images)
+    return round((round(top1 * images) - round(int8 * images)) / lost, 3) if lost > 0 else None
 
 
 def measure(name: str, top: int, retrain: bool) -> dict[str, Any]:
@@ -165,13 +168,13 @@ def measure(name: str, top: int, retrain: bool) -> dict[str, Any]:
     relative = Path(os.path.relpath(model))  # as a user would type it: the report's notes quote the path
     report = quant_debug(relative, QuantDebugOptions(top=top, out=str(model.parent / "quant_debug")))
     row["debugger"] = report.as_dict()
-    ranked = [r.layer for r in report.layers if r.gain > 0]
+    ranked = [r.float_layers for r in report.layers if r.gain > 0]  # units: a layer and the layers reading it
     fixes = []
     for k in sorted({min(1, len(ranked)), min(top, len(ranked))} - {0}):  # fewer when fewer layers gain
-        layers = ranked[:k]
+        layers = list(dict.fromkeys(name for unit in ranked[:k] for name in unit))
         fix = converted(model, layers, f"model_int8_top{k}float.tflite")
         fix["k"] = k
-        fix["recovered"] = recovered(fix["top1"], int8["top1"], row["float_top1"])
+        fix["recovered"] = recovered(fix["top1"], int8["top1"], row["float_top1"], row["images"])
         fixes.append(fix)
         print(
             f"{name}: int8 + {' '.join(layers)} float: {100 * fix['top1']:.2f}% "
@@ -179,15 +182,15 @@ def measure(name: str, top: int, retrain: bool) -> dict[str, Any]:
             flush=True,
         )
     row["fixes"] = fixes
-    # control: as many layers kept float, drawn (seeded) from those ranked below the top: what floating layers
+    # control: as many units kept float, drawn (seeded) from those ranked below the top: what floating layers
     # at all wins back on these images, against what the ranking wins back
-    below = [r.layer for r in report.layers[top:]]
-    drawn = set(random.Random(0).sample(below, min(top, len(below))))
+    below = [r.float_layers for r in report.layers[top:]]
+    drawn = random.Random(0).sample(below, min(top, len(below)))
     control = converted(
-        model, [r.layer for r in report.layers if r.layer in drawn], f"model_int8_random{top}float.tflite"
+        model, list(dict.fromkeys(name for unit in drawn for name in unit)), f"model_int8_random{top}float.tflite"
     )
     control["k"] = len(drawn)
-    control["recovered"] = recovered(control["top1"], int8["top1"], row["float_top1"])
+    control["recovered"] = recovered(control["top1"], int8["top1"], row["float_top1"], row["images"])
     row["control"] = control
     print(
         f"{name}: control, int8 + {' '.join(control['float_layers'])} float: {100 * control['top1']:.2f}% "
@@ -198,7 +201,7 @@ def measure(name: str, top: int, retrain: bool) -> dict[str, Any]:
     row["qat"] = qat(model, int8["top1"], row["float_top1"])
     # how much of the loss is the calibration draw: the same conversion calibrated on 200 training images
     other = converted(model, [], "model_int8_calib_train.tflite", calib="digits")
-    other["recovered"] = recovered(other["top1"], int8["top1"], row["float_top1"])
+    other["recovered"] = recovered(other["top1"], int8["top1"], row["float_top1"], row["images"])
     row["calib_train"] = other
     print(f"{name}: int8 calibrated on training images: {100 * other['top1']:.2f}%", flush=True)
     return row
@@ -213,21 +216,20 @@ def qat(model: Path, int8_top1: float, float_top1: float) -> dict[str, Any]:
     qat_model = out / "1_qat" / "model.keras"
     row = converted(qat_model, [], "model_int8.tflite")
     row["model"] = str(qat_model.relative_to(ROOT))
-    row["recovered"] = recovered(row["top1"], int8_top1, float_top1)
+    row["recovered"] = recovered(row["top1"], int8_top1, float_top1, row["images"])
     print(f"qat: int8 {100 * row['top1']:.2f}% (recovers {_pct(row['recovered'])} of the loss)", flush=True)
     return row
 
 
 def prefixes(model: Path, debugged: list[str], int8_top1: float, float_top1: float) -> list[dict[str, Any]]:
     """Diagnostic: the first N debugged layers in graph order kept float (where along the network int8's error
-    is), whatever their rank. The ranking floats one layer at a time; a tensor between two layers stays int8
-    unless both are float, which no single layer's row can show."""
+    is), whatever their rank: how much of the loss any few layers win back, against what the ranked units do."""
     position = layer_names(load_keras(model)[0])
     order = sorted(debugged, key=lambda layer: position.get(layer, len(position)))
     rows = []
     for n in PREFIXES:
         row = converted(model, order[:n], f"model_int8_first{n}float.tflite")
-        row.update(n=n, of=len(order), recovered=recovered(row["top1"], int8_top1, float_top1))
+        row.update(n=n, of=len(order), recovered=recovered(row["top1"], int8_top1, float_top1, row["images"]))
         rows.append(row)
         print(f"first {n} of {len(order)} layers float: {100 * row['top1']:.2f}% ({_pct(row['recovered'])})")
     return rows
@@ -271,13 +273,13 @@ def _before_after(row: dict[str, Any]) -> list[str]:
     for fix in row["fixes"]:
         ops = ", ".join(f"{op} x{n}" for op, n in fix["float_ops"].items())
         lines.append(
-            f"| int8 + top {fix['k']} float (`--float-layers {' '.join(fix['float_layers'])}`; float ops: {ops}) "
+            f"| int8 + top {fix['k']} units float (`--float-layers {' '.join(fix['float_layers'])}`; float ops: {ops}) "
             f"| `{fix['file']}` | **{100 * fix['top1']:.2f}%** | {100 * (fix['top1'] - f):+.2f} "
             f"| **{_pct(fix['recovered'])}** | {_agree(fix)} |"
         )
     c = row["control"]
     lines.append(
-        f"| control: int8 + {c['k']} layers drawn from below the top {c['k']} float (`--float-layers "
+        f"| control: int8 + {c['k']} units drawn from below the top {c['k']} float (`--float-layers "
         f"{' '.join(c['float_layers'])}`) | `{c['file']}` | {100 * c['top1']:.2f}% | {100 * (c['top1'] - f):+.2f} "
         f"| {_pct(c['recovered'])} | {_agree(c)} |"
     )
@@ -327,14 +329,14 @@ def verdict(rows: list[dict[str, Any]], top: int) -> list[str]:
     return [
         f"{chosen['candidate']}: post-training int8 loses {chosen['loss_points']:.2f} points "
         f"({chosen['images']} validation images; one image is {100 / chosen['images']:.2f} points).",
-        f"Keeping the debugger's top {best['k']} ({', '.join(best['float_layers'])}) float recovers "
+        f"Keeping the debugger's top {best['k']} units ({', '.join(best['float_layers'])}) float recovers "
         f"{_pct(best['recovered'])} of it (target >= {100 * TARGET_RECOVERED:.0f}%): {'met' if met else 'NOT met'}.",
-        f"Control: {chosen['control']['k']} layers drawn from below the top kept float instead recover "
+        f"Control: {chosen['control']['k']} units drawn from below the top kept float instead recover "
         f"{_pct(chosen['control']['recovered'])}.",
         "Diagnostic, the first layers in graph order kept float: "
         + ", ".join(f"{d['n']} of {d['of']} recover {_pct(d['recovered'])}" for d in chosen["prefixes"])
         + ".",
-        f"Together the top {best['k']} kept float remove "
+        f"Together the top {best['k']} units kept float remove "
         f"{'-' if removed is None else format(removed, '.0%')} of int8's output error on the ranking images.",
         *spread,
         f"Quantization-aware training (`edgecnn optimize RUN --qat`): int8 {100 * chosen['qat']['top1']:.2f}%, "
@@ -365,7 +367,8 @@ def write(rows: list[dict[str, Any]], top: int, command: str, seconds: float) ->
         f"on the first whose int8 loses more than {MIN_LOSS_POINTS:g} point runs `edgecnn quant-debug` and "
         "converts again with the top-ranked layers kept float. Top-1 is on the whole validation split the "
         "run recorded (`split.json`); the ranking is measured on 200 training images (mean L1 distance of "
-        "the class probabilities to the float model's, one layer at a time kept float); calibration as "
+        "the class probabilities to the float model's, one unit at a time kept float: a layer and the layers that "
+        "read its output, so that the tensor between them stays float too); calibration as "
         "`convert --int8` (the run's validation images).",
         "",
         "## Candidates",
