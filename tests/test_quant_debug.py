@@ -78,8 +78,14 @@ def test_quant_debug_names_ranks_and_measures(digits_run: Path, tmp_path: Path, 
     assert c1["fused"] == ["c1", "c1_act"] and c1["op"] == "CONV_2D"  # conv + its ReLU: one int8 op
     assert 20 < c1["sqnr_db"] < 80 and 0.99 < c1["cosine"] <= 1.0 + 1e-6 and 0 < c1["rmse_scale"] < 1
     assert c1["weight_sqnr_per_channel_db"] >= c1["weight_sqnr_per_tensor_db"] > 20
-    floated = [r["layer"] for r in rows if r["action"].startswith("keep float: --float-layers")]
+    floated = [r["layer"] for r in rows if r["action"].startswith(("keep float: --float-layers", "optional ("))]
     assert len(floated) <= 2 and floated == [r["layer"] for r in rows[: len(floated)]]  # --top 2
+    lost = report["float_top1"] > next(v["top1"] for v in report["variants"] if v["name"] == "int8 (per-channel)")
+    assert all(
+        r["action"].startswith("keep float" if lost else "optional (int8 loses no top-1): --float-")
+        for r in rows
+        if r["layer"] in floated
+    )  # no loss: keeping a layer float is not advised, only shown
     for row in rows:  # each row's unit: the layer, then the layers reading its output
         assert row["float_layers"][0] == row["layer"] and set(row["float_layers"]) <= LENET_LAYERS
     assert next(r for r in rows if r["layer"] == "c1")["float_layers"] == ["c1", "s2"]  # s2: pooling as a depthwise

@@ -209,6 +209,9 @@ def _weight_sqnr(model: Any, layer_name: str) -> tuple[float | None, float | Non
     return round(per_channel, 2), round(per_tensor, 2)
 
 
+KEEP_FLOAT = "keep float: "
+
+
 def _outlier(row: LayerRow) -> str:
     if row.channel_range_ratio is None or row.channel_range_ratio < OUTLIER_RATIO:
         return ""
@@ -220,7 +223,7 @@ def _outlier(row: LayerRow) -> str:
 
 def _action(row: LayerRow, suggested: set[str]) -> str:
     if row.layer in suggested:
-        return f"keep float: --float-layers {' '.join(row.float_layers or [row.layer])}{_outlier(row)}"
+        return f"{KEEP_FLOAT}--float-layers {' '.join(row.float_layers or [row.layer])}{_outlier(row)}"
     if _outlier(row):
         return f"int8 is coarse here{_outlier(row)}"
     if (row.sqnr_db is not None and row.sqnr_db < LOW_SQNR_DB) or (row.rmse_scale or 0) > HIGH_RMSE_SCALE:
@@ -367,8 +370,11 @@ def quant_debug(model_path: str | os.PathLike, options: QuantDebugOptions = Quan
         variants=variants,
         layers=rows,
     )
-    if float_top1 <= int8_top1:
+    if float_top1 <= int8_top1:  # a float layer costs speed: nothing to win back, so no advice to keep one
         report.notes.append("post-training int8 loses no top-1 here; the ranking still shows where its error is")
+        for row in rows:
+            if row.action.startswith(KEEP_FLOAT):
+                row.action = f"optional (int8 loses no top-1): {row.action.removeprefix(KEEP_FLOAT)}"
     report.notes += _advice(report, rows, int8_top1, info.data["spec"], path)
     ensure_dir(out, "quant-debug output")
     report.csv = str(write_text(out / "quant_debug.csv", _csv(rows)))
@@ -402,7 +408,7 @@ def _advice(report: QuantDebugReport, rows: list[LayerRow], int8_top1: float, sp
             f"loop: edgecnn optimize {path} --qat"
         )
         for row in rows:
-            if row.action.startswith("keep float"):
+            if row.action.startswith(KEEP_FLOAT):
                 row.action = (
                     f"QAT: edgecnn optimize MODEL --qat (int8's error is spread; keeping {row.layer} float is not "
                     "enough)"
