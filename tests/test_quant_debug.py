@@ -214,36 +214,37 @@ def test_quant_debug_of_a_foreign_model_on_a_folder(image_folder: Path, tmp_path
 
 
 def test_advice_for_spread_error_and_a_calibration_draw() -> None:
-    """The report's advice from its measured figures: spread error -> QAT (keep-float actions replaced), a
-    recalibration winning back half the loss -> --calib; a concentrated error or no loss -> neither."""
-    from edgecnn.pipelines.quant_debug import LayerRow, QuantDebugReport, Variant, _advice
+    """The report's advice and verdict from its measured figures: spread error -> QAT (the suggested layers'
+    actions say QAT), a recalibration winning back half the loss -> --calib; a concentrated error -> keep
+    float; no loss -> keeping float only optional."""
+    from edgecnn.pipelines.quant_debug import LayerRow, QuantDebugReport, Variant, _action, _advice
 
-    def report(
-        removed: float, recalibrated: float | None, int8: float = 0.85, top: float = 0.0
-    ) -> tuple[QuantDebugReport, list[LayerRow]]:
-        rows = [
-            LayerRow(1, "conv1", ["conv1"], "CONV_2D", 0.01, 0.1, 40.0, 0.3, 1.0, None, None, "keep float: x"),
-            LayerRow(2, "conv2", ["conv2"], "CONV_2D", 0.0, 0.1, 40.0, 0.3, 1.0, None, None, "int8 is fine"),
-        ]
+    row = LayerRow(1, "conv1", ["conv1"], "CONV_2D", 0.01, 0.1, 40.0, 0.3, 1.0, None, None, "", ["conv1", "conv2"])
+    fine = LayerRow(2, "conv2", ["conv2"], "CONV_2D", 0.0, 0.1, 40.0, 0.3, 1.0, None, None, "", ["conv2"])
+
+    def report(removed: float, recalibrated: float | None, int8: float = 0.85, top: float = 0.0) -> QuantDebugReport:
         variants = [
             Variant("int8 (per-channel)", [], int8, None),
             Variant("top 1 float", ["conv1"], int8, top),
             Variant("int8 calibrated on 200 training images", [], 0.86, recalibrated),
         ]
-        return QuantDebugReport("m", "c", 200, 359, 0.87, 0.1, removed, variants, rows), rows
+        return QuantDebugReport("m", "c", 200, 359, 0.87, 0.1, removed, variants, [row, fine])
 
-    spread, rows = report(removed=0.12, recalibrated=0.62)
-    notes = _advice(spread, rows, 0.85, "digits", Path("run/model.keras"))
+    notes, verdict = _advice(report(removed=0.12, recalibrated=0.62), 0.85, "digits", Path("run/model.keras"))
     assert notes[0].endswith("(62% of the loss back): convert with --calib digits")
     assert "the top 1 kept float together remove 12% of it" in notes[1]
-    assert notes[1].endswith("edgecnn optimize run/model.keras --qat")
-    assert rows[0].action.startswith("QAT: edgecnn optimize MODEL --qat") and rows[1].action == "int8 is fine"
-    concentrated, rows = report(removed=0.6, recalibrated=0.2)
-    assert _advice(concentrated, rows, 0.85, "digits", Path("m.keras")) == [] and rows[0].action == "keep float: x"
-    no_loss, rows = report(removed=0.1, recalibrated=None, int8=0.87)
-    assert _advice(no_loss, rows, 0.87, "digits", Path("m.keras")) == []
-    won_back, rows = report(removed=0.12, recalibrated=None, top=0.5)  # half the top-1 loss back: not spread
-    assert _advice(won_back, rows, 0.85, "digits", Path("m.keras")) == [] and rows[0].action == "keep float: x"
+    assert notes[1].endswith("edgecnn optimize run/model.keras --qat") and verdict == "spread"
+    assert _action(row, {"conv1"}, verdict).startswith("QAT: edgecnn optimize MODEL --qat (int8's error is spread")
+    assert _action(fine, {"conv1"}, verdict) == "int8 is fine"
+    concentrated = _advice(report(removed=0.6, recalibrated=0.2), 0.85, "digits", Path("m.keras"))
+    assert concentrated == ([], "keep") and _action(row, {"conv1"}, "keep") == "keep float: --float-layers conv1 conv2"
+    assert _advice(report(removed=0.1, recalibrated=None, int8=0.87), 0.87, "digits", Path("m.keras")) == (
+        [],
+        "optional",
+    )
+    assert _action(row, {"conv1"}, "optional") == "optional (int8 loses no top-1): --float-layers conv1 conv2"
+    won_back = report(removed=0.12, recalibrated=None, top=0.5)  # half the top-1 loss back: not spread
+    assert _advice(won_back, 0.85, "digits", Path("m.keras")) == ([], "keep")
 
 
 def _digits_on_disk(folder: Path, count: int) -> tuple[object, object]:

@@ -73,8 +73,8 @@ DEBUGGER_IMAGES = 100  # the local-error statistics settle long before this many
 # draw: 27% (benchmarks/results/quant_debug.md).
 SPREAD_SHARE = 0.25
 # A tensor whose widest channel spans this many times the median channel's range leaves that channel under
-# 255 / 16 = 16 int8 levels. Trained digits models here stay under OUTLIER_RATIO (benchmarks/results/
-# quant_debug.md lists the widest ratio of each).
+# 255 / 16 = 16 int8 levels. The unplanted models of benchmarks/results/quant_debug_planted.md reach
+# 1.8-2.6x.
 OUTLIER_RATIO = 16.0
 RANGE_IMAGES = 32  # images the channel ranges are measured on
 
@@ -209,9 +209,6 @@ def _weight_sqnr(model: Any, layer_name: str) -> tuple[float | None, float | Non
     return round(per_channel, 2), round(per_tensor, 2)
 
 
-KEEP_FLOAT = "keep float: "
-
-
 def _outlier(row: LayerRow) -> str:
     if row.channel_range_ratio is None or row.channel_range_ratio < OUTLIER_RATIO:
         return ""
@@ -221,9 +218,20 @@ def _outlier(row: LayerRow) -> str:
     )
 
 
-def _action(row: LayerRow, suggested: set[str]) -> str:
+# What a suggested layer's action says, by the report's verdict: int8 loses top-1 and a few units are to
+# blame; int8 loses none (a float layer costs speed for nothing); or the error is spread (see _advice).
+VERDICTS = ("keep", "optional", "spread")
+
+
+def _action(row: LayerRow, suggested: set[str], verdict: str) -> str:
     if row.layer in suggested:
-        return f"{KEEP_FLOAT}--float-layers {' '.join(row.float_layers or [row.layer])}{_outlier(row)}"
+        keep = f"--float-layers {' '.join(row.float_layers or [row.layer])}{_outlier(row)}"
+        return {
+            "keep": f"keep float: {keep}",
+            "optional": f"optional (int8 loses no top-1): {keep}",
+            "spread": f"QAT: edgecnn optimize MODEL --qat (int8's error is spread; keeping {row.layer} float is not "
+            "enough)",
+        }[verdict]
     if _outlier(row):
         return f"int8 is coarse here{_outlier(row)}"
     if (row.sqnr_db is not None and row.sqnr_db < LOW_SQNR_DB) or (row.rmse_scale or 0) > HIGH_RMSE_SCALE:
@@ -263,7 +271,6 @@ def _rows(
     local: list[LayerError],
     model: Any,
     calibrated: Calibrated,
-    top: int,
     ranges: Mapping[str, ChannelRange],
 ) -> list[LayerRow]:
     by_layer: dict[str, LayerError] = {}
@@ -272,7 +279,6 @@ def _rows(
             by_layer.setdefault(err.layers[0], err)
     fused = {node.layer: list(node.layers) for node in calibrated.nodes if node.layers}
     output = {node.layer: node.tensor for node in calibrated.nodes if node.layers}  # a layer's last op writes it
-    suggested = {r.layer for r in ranked[:top] if r.gain > 0}
     rows = []
     for rank, s in enumerate(ranked, 1):
         err = by_layer.get(s.layer)
@@ -295,7 +301,6 @@ def _rows(
             channel_range_ratio=round(spread.ratio, 1) if spread else None,
             widest_channel=spread.channel if spread else None,
         )
-        row.action = _action(row, suggested)
         rows.append(row)
     return rows
 
@@ -333,7 +338,7 @@ def quant_debug(model_path: str | os.PathLike, options: QuantDebugOptions = Quan
         ranked = sensitivity(
             calibrated, lambda blob: _tflite_probs(blob, ranking_images), reference, baseline, bar.update, outliers
         )
-    rows = _rows(ranked, local, model, calibrated, options.top, ranges)
+    rows = _rows(ranked, local, model, calibrated, ranges)
 
     val = split.val
     suggested = list(dict.fromkeys(name for r in rows[: options.top] if r.gain > 0 for name in r.float_layers))
@@ -370,12 +375,13 @@ def quant_debug(model_path: str | os.PathLike, options: QuantDebugOptions = Quan
         variants=variants,
         layers=rows,
     )
-    if float_top1 <= int8_top1:  # a float layer costs speed: nothing to win back, so no advice to keep one
+    if float_top1 <= int8_top1:
         report.notes.append("post-training int8 loses no top-1 here; the ranking still shows where its error is")
-        for row in rows:
-            if row.action.startswith(KEEP_FLOAT):
-                row.action = f"optional (int8 loses no top-1): {row.action.removeprefix(KEEP_FLOAT)}"
-    report.notes += _advice(report, rows, int8_top1, info.data["spec"], path)
+    notes, verdict = _advice(report, int8_top1, info.data["spec"], path)
+    report.notes += notes
+    chosen = {r.layer for r in rows[: options.top] if r.gain > 0}
+    for row in rows:
+        row.action = _action(row, chosen, verdict)
     ensure_dir(out, "quant-debug output")
     report.csv = str(write_text(out / "quant_debug.csv", _csv(rows)))
     report.json = str(out / "quant_debug.json")
@@ -383,9 +389,9 @@ def quant_debug(model_path: str | os.PathLike, options: QuantDebugOptions = Quan
     return report
 
 
-def _advice(report: QuantDebugReport, rows: list[LayerRow], int8_top1: float, spec: str, path: Path) -> list[str]:
-    """What to do when no few layers are to blame: calibrate on other images, or QAT (``rows``' keep-float
-    actions turn into QAT then)."""
+def _advice(report: QuantDebugReport, int8_top1: float, spec: str, path: Path) -> tuple[list[str], str]:
+    """What to do when no few layers are to blame (calibrate on other images, or QAT), and the verdict the
+    suggested layers' actions follow (one of :data:`VERDICTS`)."""
     notes = []
     fix = next((v for v in report.variants if v.name.startswith(RECALIBRATED)), None)
     if fix is not None and (fix.recovered or 0) >= 0.5:
@@ -407,13 +413,8 @@ def _advice(report: QuantDebugReport, rows: list[LayerRow], int8_top1: float, sp
             f"will not win the loss back; try quantization-aware training, which trains with int8's rounding in the "
             f"loop: edgecnn optimize {path} --qat"
         )
-        for row in rows:
-            if row.action.startswith(KEEP_FLOAT):
-                row.action = (
-                    f"QAT: edgecnn optimize MODEL --qat (int8's error is spread; keeping {row.layer} float is not "
-                    "enough)"
-                )
-    return notes
+        return notes, "spread"
+    return notes, "keep" if report.float_top1 > int8_top1 else "optional"
 
 
 def _csv(rows: list[LayerRow]) -> str:
