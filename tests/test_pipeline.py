@@ -223,6 +223,7 @@ def test_eval_plots_confusion_matrix(digits_run: Path) -> None:
     assert cv2.imread(str(png)).shape[0] > 300
 
 
+@pytest.mark.tf
 def test_quickstart_runs_the_whole_path(tmp_path: Path) -> None:
     """The README's first command (shortened to 3 epochs): train, convert, eval, benchmark, demo, summary."""
     out = tmp_path / "qs"
