@@ -151,7 +151,7 @@ def _reporting(interpreter_class: type) -> type:
     failing on what it finds at run time: a damaged model, an Edge TPU unplugged) into the one-line error
     naming the model. The subclass costs one Python call per invoke (well under a microsecond)."""
 
-    class Interpreter(interpreter_class):  # type: ignore[misc, valid-type]
+    class Interpreter(interpreter_class):
         edgecnn_model = ""  # the path named in errors
 
         def invoke(self) -> None:
@@ -179,9 +179,11 @@ class DeployedModel:
     :class:`edgecnn.runtime.onnx.OnnxModel`): shapes, labels and pixel format from the input details and
     the embedded record, and a batch ``predict`` over ``set_input`` / ``invoke`` / ``output``."""
 
+    path: Path
     input: dict[str, Any]
     outputs: list[dict[str, Any]]
     info: ModelInfo | None
+    interpreter: Any  # the runtime's own object (a LiteRT Interpreter, an ONNX Runtime session): what adapters probe
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -215,6 +217,9 @@ class DeployedModel:
         raise NotImplementedError
 
     def output(self, i: int = 0) -> np.ndarray:
+        raise NotImplementedError
+
+    def scores(self, i: int = 0) -> np.ndarray:
         raise NotImplementedError
 
     def predict(self, images: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
@@ -339,7 +344,7 @@ class Outputs:
     (``output``, ``scores``; everything else is the model's), so the adapters decode a frame's results in one
     thread while the interpreter runs the next frame in another."""
 
-    def __init__(self, model: TFLiteModel, values: list[np.ndarray]) -> None:
+    def __init__(self, model: DeployedModel, values: list[np.ndarray]) -> None:
         self.model = model
         self._values = values
 

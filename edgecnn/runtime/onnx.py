@@ -245,7 +245,7 @@ class OnnxModel(DeployedModel):
 
     def snapshot(self) -> Outputs:
         """The last run's outputs (ONNX Runtime returns new arrays each run: nothing to copy)."""
-        return Outputs(self, list(self._values))  # type: ignore[arg-type]
+        return Outputs(self, list(self._values))
 
     def undelegated_ops(self) -> list[str]:
         """[]: ONNX Runtime places nodes itself (``provider_chain`` runs what a GPU provider leaves on the

@@ -62,7 +62,7 @@ class DetectTask(Task):
 
     def _metrics(self, detections: list[tuple[np.ndarray, np.ndarray, np.ndarray]], data: Any) -> dict[str, Any]:
         boxes, classes, scores = (list(d) for d in zip(*detections, strict=True)) if detections else ([], [], [])
-        size = tuple(int(v) for v in data.x.shape[1:3])
+        size = (int(data.x.shape[1]), int(data.x.shape[2]))
         result = coco_map(data.boxes, data.classes, boxes, classes, scores, list(data.labels), size)
         return {**result, "predictions": detections}
 
