@@ -16,7 +16,7 @@ of preference:
 from __future__ import annotations
 
 import weakref
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -143,7 +143,7 @@ def read_objects(
     """The last run's objects scoring >= threshold, best first, in the pixels of a frame of ``frame_shape``
     (the postprocess stage)."""
     boxes, classes, scores, count = read_detections(model)
-    labels: list[Any] = list(model.info.labels) if model.info and model.info.labels else []
+    labels: list[str] = list(model.info.labels) if model.info and model.info.labels else []
     height, width = frame_shape[:2]
     found = []
     for box, cls, score in zip(boxes[:count], classes[:count], scores[:count], strict=True):

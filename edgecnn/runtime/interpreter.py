@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,7 @@ class Backend:
 
     name: str
     version: str
-    module: Any
+    module: ModuleType
 
     @property
     def Interpreter(self) -> type:  # noqa: N802 (mirrors the package's class name)
@@ -184,6 +185,10 @@ class DeployedModel:
     outputs: list[dict[str, Any]]
     info: ModelInfo | None
     interpreter: Any  # the runtime's own object (a LiteRT Interpreter, an ONNX Runtime session): what adapters probe
+    backend: Backend  # the runtime package that runs it
+    delegate: str  # the delegate (.tflite) or execution provider (.onnx) name
+    threads: int | None
+    init_ms: float  # the time to load it
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -220,6 +225,9 @@ class DeployedModel:
         raise NotImplementedError
 
     def scores(self, i: int = 0) -> np.ndarray:
+        raise NotImplementedError
+
+    def undelegated_ops(self) -> list[str]:
         raise NotImplementedError
 
     def predict(self, images: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
