@@ -126,7 +126,7 @@ def _no_tensorflow_in_fast_lane(request: pytest.FixtureRequest) -> object:
     if block.attempts:
         pytest.fail(
             f"{request.node.nodeid} imported {block.attempts[0]} in the fast lane (-m 'not tf'): "
-            "mark it tf (pytest.mark.tf, or a TF_FIXTURES fixture in tests/conftest.py)",
+            "mark it tf (pytestmark or @pytest.mark.tf, or make its model in a @tf_fixture)",
             pytrace=False,
         )
 
