@@ -20,6 +20,8 @@ import pytest
 from edgecnn.archs import create, list_archs
 from edgecnn.training.fit import set_bn_statistics
 
+pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
+
 SIZE = 32
 HEAVY_PARAMS = 700_000
 

@@ -8,6 +8,8 @@ import pytest
 from edgecnn.archs import create
 from edgecnn.errors import EdgecnnError
 
+pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
+
 
 def _trainable_params(model: object) -> int:
     """What PyTorch counts: Keras' count_params also includes batch norm's moving mean and variance."""

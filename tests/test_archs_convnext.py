@@ -14,6 +14,8 @@ import pytest
 from edgecnn.archs import create, get_arch, list_archs
 from edgecnn.errors import EdgecnnError
 
+pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
+
 VARIANTS = ("convnext_atto", "convnext_tiny", "convnext_edge")
 # What an int8 Edge TPU model may contain: QUANTIZE converts the uint8 I/O, BN is folded away.
 EDGETPU_OPS = {"QUANTIZE", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "FULLY_CONNECTED", "SOFTMAX"}

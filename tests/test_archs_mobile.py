@@ -9,6 +9,8 @@ import pytest
 
 from edgecnn.archs import create, get_arch, list_archs
 
+pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
+
 MOBILENET_V1 = ["mobilenet_v1", "mobilenet_v1_050", "mobilenet_v1_025"]
 MOBILENET_V3 = ["mobilenet_v3_small", "mobilenet_v3_small_075", "mobilenet_v3_large", "mobilenet_v3_large_075"]
 EFFICIENTNET_LITE = [f"efficientnet_lite{i}" for i in range(5)]

@@ -11,6 +11,8 @@ import pytest
 
 from edgecnn.cli import main
 
+pytestmark = pytest.mark.tf  # attacks a Keras model: not in the fast lane
+
 
 @pytest.fixture(scope="module")
 def lenet(digits_run: Path):

@@ -19,18 +19,21 @@ def assert_one_line_error(result, expected: str) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.tf
 def test_unknown_architecture_suggests_close_names(tmp_path: Path) -> None:
     result = run_cli("train", "--arch", "mobilenet_v22", "--out", str(tmp_path / "r"))
     assert_one_line_error(result, "unknown architecture 'mobilenet_v22'; did you mean mobilenet_v2")
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.tf
 def test_missing_model_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.keras"
     assert_one_line_error(run_cli("convert", str(missing), "--int8"), f"model file not found: {missing}")
     assert_one_line_error(run_cli("benchmark", str(tmp_path / "x.tflite")), "model file not found")
 
 
+@pytest.mark.tf
 def test_corrupt_tflite_and_keras(tmp_path: Path) -> None:
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"\x00" * 64)
@@ -56,6 +59,7 @@ def test_tflite_where_keras_needed_and_reverse(digits_run: Path) -> None:
     assert_one_line_error(run_cli("demo", "--model", str(keras_model), "--no-display"), "is a Keras model")
 
 
+@pytest.mark.tf
 def test_empty_and_unreadable_data_folder(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -131,6 +135,7 @@ def test_no_partial_output_when_conversion_fails(digits_run: Path, tmp_path: Pat
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.tf
 def test_unwritable_run_folder_is_reported(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")

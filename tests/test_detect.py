@@ -21,6 +21,8 @@ from edgecnn.detection.anchors import anchor_config, anchors_per_cell, generate_
 from edgecnn.detection.targets import BACKGROUND, BOX_SCALE, IGNORE, anchors_to_corners, assign, decode, encode, iou
 from edgecnn.training.fit import set_bn_statistics
 
+pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
+
 SIZE = 128
 LABELS = ["square", "circle"]
 MAX_DETECTIONS = 25

@@ -19,6 +19,8 @@ import pytest
 from conftest import run_cli, run_light_cli
 from e2e_common import SIZE, convert_int8, train_run, write_frames
 
+pytestmark = pytest.mark.tf  # trains a detector: not in the fast lane
+
 
 @pytest.fixture(scope="module")
 def detect_run(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -6,7 +6,7 @@ import json
 import platform
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -147,16 +147,25 @@ def test_compiler() -> None:
 
 
 def test_camera_probe_runs_in_parallel_with_a_timeout() -> None:
+    """Cameras 0 and 1 open only together (a barrier both must reach: a probe one at a time would break it),
+    camera 3 hangs until the probe has returned: the probe reports it as not answering instead of waiting."""
+    together = threading.Barrier(2)
+    release = threading.Event()
+
     def opener(index: int) -> bool:
         if index == 2:
             raise RuntimeError("broken driver")
         if index == 3:
-            time.sleep(3)  # a camera that hangs
-        return index == 0
+            release.wait(60)  # a camera that hangs
+            return True
+        together.wait(5)
+        return True
 
-    start = time.perf_counter()
-    assert dr.probe_cameras((0, 1, 2, 3), opener, timeout=0.3) == ([0], [3])
-    assert time.perf_counter() - start < 1.0
+    try:
+        assert dr.probe_cameras((0, 1, 2, 3), opener, timeout=1.0) == ([0, 1], [3])
+        assert not release.is_set()  # it returned while camera 3 still hung
+    finally:
+        release.set()
 
 
 def test_cameras_finding() -> None:
@@ -210,7 +219,7 @@ def test_run_doctor_exit_code(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
     assert [f["status"] for f in data["findings"]] == [OK, FAIL] and data["findings"][1]["fix"] == "fix it"
 
 
-def test_full_doctor_under_5_seconds_without_tensorflow() -> None:
+def test_full_doctor_without_tensorflow() -> None:
     code = (
         "import sys\n"
         "class Block:\n"
@@ -222,9 +231,7 @@ def test_full_doctor_under_5_seconds_without_tensorflow() -> None:
         "assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras')]\n"
         "sys.exit(rc)\n"
     )
-    start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    wall = time.perf_counter() - start
     assert done.returncode in (0, 1), done.stderr
     data = json.loads(done.stdout)
     names = [f["check"] for f in data["findings"]]
@@ -242,7 +249,7 @@ def test_full_doctor_under_5_seconds_without_tensorflow() -> None:
         "cuda",
         "tensorrt",
     ]
-    assert data["seconds"] < 5 and wall < 5, (data["seconds"], wall)
+    assert data["seconds"] > 0  # how long it takes is measured by benchmarks/doctor.py, not asserted here
     assert Path(dr.INT8_MODEL).is_file()
 
 

@@ -50,6 +50,8 @@ from edgecnn.edgetpu.ops import OP_TABLE, find_rule
 from edgecnn.edgetpu.tflite_graph import read_graph
 from edgecnn.errors import EdgecnnError
 
+pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
+
 # Rows of the op table that TensorFlow 2.21's converter cannot produce in a full-int8 model.
 NOT_PRODUCIBLE = {
     "LSTM": "Keras LSTM layers convert to UNIDIRECTIONAL_SEQUENCE_LSTM; the plain LSTM op is TF1-era (toco)",

@@ -128,6 +128,7 @@ def test_occlusion_of_int8_tflite_never_imports_tensorflow(digits_run: Path, ima
     assert (tmp_path / "grid_occlusion.png").is_file()
 
 
+@pytest.mark.tf
 def test_gradcam_finds_the_last_conv_of_a_nested_backbone() -> None:
     from edgecnn.insight.gradcam import gradcam
     from edgecnn.insight.layers import gradcam_layer

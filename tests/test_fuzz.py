@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import tf_fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 MUTANTS_PER_KIND = 30
@@ -39,7 +40,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("fuzz")
 
 
-@pytest.fixture(scope="module")
+@tf_fixture(scope="module")
 def mutants(work: Path) -> list[Any]:
     seeds = fuzz.build_seed_models(work / "seeds")
     return fuzz.make_mutants(seeds, MUTANTS_PER_KIND * len(fuzz.KINDS), work / "mutants", seed=0)

@@ -7,12 +7,11 @@ import json
 import re
 import shutil
 import socket
-import statistics
 import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -20,7 +19,7 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from edgecnn.demo.live import BOUNDARY, STREAM_FPS, LiveView, parse_address
+from edgecnn.demo.live import BOUNDARY, LiveView, parse_address
 from edgecnn.demo.pipeline import LoopOptions, run_demo
 from edgecnn.demo.sources import open_source
 from edgecnn.errors import EdgecnnError
@@ -38,21 +37,30 @@ def get(url: str) -> bytes:
         return response.read()
 
 
-def read_mjpeg_frames(url: str, count: int, pause: float = 0.0) -> list[np.ndarray]:
-    """Parse ``count`` JPEG parts of a multipart stream, as a browser does, pausing between them."""
-    frames = []
+def read_mjpeg_frames_lazily(url: str, pause: float = 0.0) -> Iterator[np.ndarray]:
+    """The JPEG parts of a multipart stream, parsed as a browser does, pausing after each."""
     with urllib.request.urlopen(url, timeout=10) as stream:
         assert stream.headers["Content-Type"] == f"multipart/x-mixed-replace; boundary={BOUNDARY}"
-        while len(frames) < count:
+        while True:
             assert stream.readline().strip() == f"--{BOUNDARY}".encode()
             headers = {}
             while (line := stream.readline().strip()) != b"":
                 key, _, value = line.decode().partition(": ")
                 headers[key] = value
             assert headers["Content-Type"] == "image/jpeg"
-            frames.append(cv2.imdecode(np.frombuffer(stream.read(int(headers["Content-Length"])), np.uint8), 1))
+            frame = cv2.imdecode(np.frombuffer(stream.read(int(headers["Content-Length"])), np.uint8), 1)
             stream.readline()
+            yield frame
             time.sleep(pause)
+
+
+def read_mjpeg_frames(url: str, count: int, pause: float = 0.0) -> list[np.ndarray]:
+    """The first ``count`` JPEG parts of a multipart stream, pausing between them."""
+    frames = []
+    for frame in read_mjpeg_frames_lazily(url, pause):
+        frames.append(frame)
+        if len(frames) == count:
+            break
     return frames
 
 
@@ -98,19 +106,19 @@ def test_a_real_client_sees_the_page_stats_and_stream(digits_run: Path, digits_c
     assert out["stats"].frames == 3000
 
 
-def test_slow_viewers_cost_the_loop_nothing(digits_run: Path, digits_clip: Path) -> None:
-    """Two viewers taking a frame every 0.2 s: the loop publishes every frame without waiting (publishing is
-    a negligible share of its time), and JPEGs are made only for the frames the streams send."""
+def test_slow_viewers_cost_the_loop_nothing(digits_run: Path, digits_clip: Path, monkeypatch) -> None:
+    """Two viewers taking a frame every 0.2 s and one that stopped reading: the loop publishes all its frames
+    (a viewer that never reads cannot hold it up), never encodes a JPEG itself, and JPEGs are made only for
+    the frames the streams send. (What the viewers cost the loop's FPS is measured in benchmarks/live_view.py.)"""
     view = LiveView(("127.0.0.1", 0), "test")
-    published: list[float] = []
-    original = view.publish
+    encoders: list[str] = []
+    imencode = cv2.imencode
 
-    def timed(frame: np.ndarray, stats: Callable[[], dict]) -> None:
-        start = time.perf_counter()
-        original(frame, stats)
-        published.append(time.perf_counter() - start)
+    def recorded(*args: object, **kwargs: object) -> object:
+        encoders.append(threading.current_thread().name)
+        return imencode(*args, **kwargs)
 
-    view.publish = timed  # type: ignore[method-assign]
+    monkeypatch.setattr(cv2, "imencode", recorded)
     got: list[int] = []
     viewers = [
         threading.Thread(target=lambda: got.append(len(read_mjpeg_frames(f"{view.url}stream.mjpg", 5, 0.2))))
@@ -118,21 +126,31 @@ def test_slow_viewers_cost_the_loop_nothing(digits_run: Path, digits_clip: Path)
     ]
     for viewer in viewers:
         viewer.start()
-    frame = np.zeros((480, 640, 3), np.uint8)
-    start = time.perf_counter()
-    for i in range(600):  # a 600-frame loop at about 300 FPS
-        frame = frame.copy()
-        frame[0, 0] = i % 256
-        view.publish(frame, lambda i=i: {"frames": i})
-        time.sleep(1 / 300)
-    loop_seconds = time.perf_counter() - start
+    stalled = socket.create_connection((view.host, view.port))  # asks for the stream, then never reads
+    stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
+    published: list[int] = []
+
+    def loop() -> None:
+        frame = np.zeros((480, 640, 3), np.uint8)
+        for i in range(600):  # paced at about 300 FPS, so the slow viewers see several frames
+            frame = frame.copy()
+            frame[0, 0] = i % 256
+            view.publish(frame, lambda i=i: {"frames": i})
+            published.append(i)
+            time.sleep(1 / 300)
+
+    publisher = threading.Thread(target=loop, name="demo-loop")
+    publisher.start()
+    publisher.join(120)  # a hang detector, not a speed limit
     for viewer in viewers:
         viewer.join(30)
+    stalled.close()
     view.close()
+    assert not publisher.is_alive() and len(published) == 600  # every frame published, none waited on a viewer
     assert got == [5, 5]
-    # JPEGs only for frames the streams took, shared by both, at most STREAM_FPS a second: not one per frame
-    assert view.encoded <= STREAM_FPS * loop_seconds + 5 < 600, (view.encoded, loop_seconds)
-    assert sum(published) < 0.01 * loop_seconds, (sum(published), loop_seconds)  # the loop never waits
+    assert encoders and "demo-loop" not in encoders  # JPEGs are made in the viewers' threads, never in the loop's
+    # JPEGs only for the frames the streams send (frames in between are skipped), not one per published frame
+    assert 1 <= view.encoded == len(encoders) < len(published), (view.encoded, len(published))
 
 
 class Paced:
@@ -189,36 +207,36 @@ def test_a_headless_browser_shows_a_frame_and_the_stats(digits_run: Path, tmp_pa
     assert out["stats"].frames == 2500
 
 
-def _paced_fps(model_path: Path, clip: Path, viewers: int) -> float:
+def test_two_slow_viewers_get_frames_while_the_loop_runs_every_frame(digits_run: Path, digits_clip: Path) -> None:
+    """The loop at a fixed inference pace with two viewers that take a frame every 0.2 s: the demo runs all
+    its frames, each viewer receives frames, and the viewers get fewer frames than the loop ran (frames in
+    between are skipped, not served inline: a loop that waited for its viewers would hand each one every
+    frame). The FPS cost of viewers is measured, not asserted: benchmarks/live_view.py."""
     port = free_port()
-    thread, out = start_demo(model_path, clip, port, 300, wrap=Paced)
+    thread, out = start_demo(digits_run / "model_int8.tflite", digits_clip, port, 300, wrap=Paced)
+    received: list[list[int]] = [[], []]
 
-    def view() -> None:
+    def view(count: list[int]) -> None:
+        """Count the frames read while the demo runs (the socket may hold more, sent before it ended)."""
         try:
-            read_mjpeg_frames(f"http://127.0.0.1:{port}/stream.mjpg", 10_000, pause=0.2)
+            for _ in read_mjpeg_frames_lazily(f"http://127.0.0.1:{port}/stream.mjpg", pause=0.2):
+                if not thread.is_alive():
+                    break
+                count.append(1)
         except (OSError, AssertionError):  # the demo ended and closed the stream
             pass
 
-    readers = [threading.Thread(target=view) for _ in range(viewers)]
+    readers = [threading.Thread(target=view, args=(count,)) for count in received]
     for reader in readers:
         reader.start()
     thread.join(60)
     for reader in readers:
         reader.join(10)
-    return out["stats"].fps
-
-
-def test_two_slow_viewers_lower_the_loop_fps_by_under_5_percent(digits_run: Path, digits_clip: Path) -> None:
-    """The loop at a fixed inference pace, with no viewer and with two that take a frame every 0.2 s:
-    three alternating rounds each, medians compared (a loop that served its viewers inline would run at
-    their 5 FPS)."""
-    fps: dict[int, list[float]] = {0: [], 2: []}
-    for _ in range(3):
-        for viewers in fps:
-            fps[viewers].append(_paced_fps(digits_run / "model_int8.tflite", digits_clip, viewers))
-    alone, viewed = statistics.median(fps[0]), statistics.median(fps[2])
-    assert 100 < alone < 250, fps
-    assert viewed >= 0.95 * alone, fps
+    stats = out["stats"]
+    assert stats.frames == 300
+    delivered = [len(count) for count in received]
+    assert all(1 <= n < 300 for n in delivered), delivered
+    assert 1 <= stats.jpegs < stats.frames, stats.jpegs  # JPEGs for the frames the streams sent, not for every frame
 
 
 def test_serve_addresses_and_the_cli(digits_run: Path, digits_clip: Path) -> None:

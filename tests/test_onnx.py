@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
+
 ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install 'edgecnn[onnx]'")
 onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed: pip install 'edgecnn[onnx]'")
 

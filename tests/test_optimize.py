@@ -12,6 +12,8 @@ from conftest import run_cli
 from edgecnn.errors import EdgecnnError
 from edgecnn.pipelines.optimize import OptimizeConfig, optimize
 
+pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
+
 
 def rows_by_name(rows) -> dict:
     return {r.name: r for r in rows}

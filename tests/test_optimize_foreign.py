@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from edgecnn.cli import main
+
+pytestmark = pytest.mark.tf  # builds and optimizes Keras models: not in the fast lane
 
 
 def foreign_model(path: Path, classes: int = 2) -> Path:

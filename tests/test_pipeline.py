@@ -182,9 +182,12 @@ def test_demo_on_video_saves_annotated_clip(digits_run: Path, digits_clip: Path,
     stages = summary["stages_ms"]  # every stage that ran (no window: no display stage), p50 <= p90
     assert list(stages) == ["capture", "preprocess", "invoke", "postprocess", "draw", "write"]
     assert all(0 < ms["p50"] <= ms["p90"] for ms in stages.values()), stages
-    latency = summary["latency_ms"]  # capture -> written: at least the stages after capture
-    after_capture = sum(stages[s]["p50"] for s in ("preprocess", "invoke", "postprocess", "draw", "write"))
-    assert latency["p50"] >= 0.9 * after_capture and summary["mean_inference_ms"] > 0
+    # capture -> written spans each of the frame's later stages, so its percentiles are at least theirs (true
+    # frame by frame, hence of the order statistics: no tolerance, and no claim about how fast anything is)
+    latency = summary["latency_ms"]
+    later = ("preprocess", "invoke", "postprocess", "draw", "write")
+    assert all(latency[q] >= stages[s][q] for s in later for q in ("p50", "p90")), (latency, stages)
+    assert summary["mean_inference_ms"] > 0
     cap = cv2.VideoCapture(str(out))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 24
     assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (256, 256)
@@ -223,6 +226,7 @@ def test_eval_plots_confusion_matrix(digits_run: Path) -> None:
     assert cv2.imread(str(png)).shape[0] > 300
 
 
+@pytest.mark.tf
 def test_quickstart_runs_the_whole_path(tmp_path: Path) -> None:
     """The README's first command (shortened to 3 epochs): train, convert, eval, benchmark, demo, summary."""
     out = tmp_path / "qs"

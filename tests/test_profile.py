@@ -9,6 +9,8 @@ import pytest
 from edgecnn.archs import create
 from edgecnn.profile import conv_output_size, format_profile, profile_model, tf_padding
 
+pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
+
 
 def test_conv_output_size_formula() -> None:
     assert conv_output_size(7, 3, 0, 1) == 5  # CS231n's examples: 7x7 input, 3x3 filter

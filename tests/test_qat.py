@@ -11,6 +11,8 @@ import pytest
 from edgecnn.archs import create, get_arch, list_archs
 from edgecnn.errors import EdgecnnError
 
+pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
+
 SIZE = 32
 
 

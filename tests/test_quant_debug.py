@@ -14,6 +14,8 @@ import pytest
 
 from edgecnn.cli import main
 
+pytestmark = pytest.mark.tf  # converts Keras models: not in the fast lane
+
 LENET_LAYERS = {"normalize", "c1", "s2", "c3", "s4", "flatten", "c5", "f6", "predictions"}
 
 

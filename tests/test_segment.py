@@ -24,6 +24,8 @@ from edgecnn.benchmarks.segmentation import confusion_matrix, segmentation_metri
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.segment import PACKED_MAX_CLASSES, Segmentation, class_ids, palette, segment
 
+pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
+
 LABELS = ["background", "circle", "square"]
 SIZE = 64  # test input size: a multiple of 32, as unet_mobilenet_v2 needs
 SEGMENTERS = list_archs("segment")

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_cli, run_light_cli
+from conftest import ROOT, run_cli, run_light_cli, tf_fixture
 from e2e_common import SIZE, convert_int8, train_run, write_frames
 
 
-@pytest.fixture(scope="module")
+@tf_fixture(scope="module")
 def segment_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_run("unet_mobilenet_v2", "shapes-seg", tmp_path_factory.mktemp("segment") / "run", 5, 16)
 
@@ -92,6 +92,7 @@ def test_segmentation_is_described_by_class_share() -> None:
 
 
 # ------------------------------------------------------------------------------------------- errors
+@pytest.mark.tf
 def test_task_and_data_mismatches_are_one_line_errors(tmp_path: Path) -> None:
     wrong_task = run_cli(
         "train", "--arch", "ssdlite_mobilenet_v2_035", "--task", "classify", "--out", str(tmp_path / "a")

@@ -25,6 +25,8 @@ from edgecnn.data.images import image_header, load_image
 from edgecnn.data.stream import cache_target, classify_stream, decoded, detect_stream
 from edgecnn.data.yolo import load_yolo
 
+pytestmark = pytest.mark.tf  # tf.data pipelines: not in the fast lane
+
 PHOTOS = ("astronaut", "coffee", "chelsea")
 
 

@@ -35,6 +35,7 @@ def test_runtime_choices_are_the_tables(command: str) -> None:
     assert tuple(_option(parser, "--task").choices) == tuple(TASKS)
 
 
+@pytest.mark.tf
 def test_every_architecture_and_dataset_names_a_task() -> None:
     from edgecnn.archs import get_arch, list_archs
 

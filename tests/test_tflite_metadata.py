@@ -23,6 +23,8 @@ import pytest
 from edgecnn.convert.tflite_metadata import AXIS_LABELS, BOUNDING_BOX, FEATURE, GRAYSCALE, IMAGE, RGB, VALUE_LABELS
 from edgecnn.metadata import I8, I32, U8, FlatTable, ModelInfo, read_tflite_info, read_tflite_metadata
 
+pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
+
 HERE = Path(__file__).resolve().parent
 DIGITS = [str(i) for i in range(10)]
 

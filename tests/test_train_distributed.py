@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, run_cli
 
+pytestmark = pytest.mark.tf  # trains: not in the fast lane
+
 RUN = ("train", "--arch", "lenet5", "--epochs", "2", "--seed", "0")
 LOSS_TOLERANCE = 1e-3
 TOP1_TOLERANCE = 0.01

@@ -12,6 +12,8 @@ import pytest
 from edgecnn.cli import main
 from edgecnn.keras_env import flatbuffer_utils, tflite_schema
 
+pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
+
 
 def float16_tensors(path: Path) -> list[str]:
     model = flatbuffer_utils.read_model(str(path))

@@ -21,6 +21,8 @@ from edgecnn.training.fit import learning_rate
 from edgecnn.training.precision import compute_dtypes, output_chain, policy, training_copy
 from edgecnn.training.step import trainer
 
+pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
+
 RNG = np.random.default_rng(0)
 X = RNG.uniform(0, 255, (24, 8, 8, 1)).astype(np.float32)
 Y = RNG.integers(0, 3, 24)

@@ -11,6 +11,8 @@ import pytest
 from edgecnn.config import TrainConfig
 from edgecnn.errors import EdgecnnError
 
+pytestmark = pytest.mark.tf  # trains: not in the fast lane
+
 
 def write_digit_folder(root: Path, digits: range, per_class: int) -> Path:
     """Real digits (scikit-learn) as 32x32 PNGs in one subfolder per class."""

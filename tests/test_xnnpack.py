@@ -16,6 +16,8 @@ from edgecnn.metadata import ModelInfo
 from edgecnn.runtime.interpreter import TFLiteModel
 from edgecnn.training.keras_io import save_keras
 
+pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
+
 
 def test_average_pools_become_exact_depthwise_convolutions() -> None:
     keras.utils.set_random_seed(0)

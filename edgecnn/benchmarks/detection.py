@@ -34,7 +34,7 @@ def _annotations(
     height: int,
     width: int,
 ) -> list[dict[str, Any]]:
-    annotations = []
+    annotations: list[dict[str, Any]] = []
     for image_id, (b, c) in enumerate(zip(boxes, classes, strict=True)):
         xywh = _xywh(b, height, width)
         ids = np.asarray(c).reshape(-1)

@@ -11,6 +11,7 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,7 @@ def summarize(times_s: np.ndarray) -> dict[str, float]:
     }
 
 
-def timed_invokes(invoke: Any, runs: int | None, seconds: float | None) -> np.ndarray:
+def timed_invokes(invoke: Callable[[], object], runs: int | None, seconds: float | None) -> np.ndarray:
     """Time ``invoke`` ``runs`` times, or for ``seconds`` (at least 10 runs) when runs is None."""
     clock = time.perf_counter
     if runs is not None:

@@ -118,6 +118,9 @@ class SegmentationData:
         return None
 
 
+TaskData = ImageData | DetectionData | SegmentationData  # a task's dataset container
+
+
 @dataclass
 class Split:
     """A dataset split in two; ``train.skipped`` lists what the loader did not use (with why).
@@ -127,8 +130,8 @@ class Split:
     that eval, convert's calibration and optimize use the same files even if the folder changes later.
     """
 
-    train: Any  # ImageData | DetectionData | SegmentationData
-    val: Any
+    train: TaskData
+    val: TaskData
     record: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:

@@ -14,7 +14,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -45,12 +45,14 @@ class _Lines:
 
 
 def _skip_ws(text: str, pos: int) -> int:
-    return _WHITESPACE.match(text, pos).end()
+    match = _WHITESPACE.match(text, pos)  # whitespace or none: it always matches
+    return match.end() if match else pos
 
 
 def _decode_array(text: str, pos: int) -> tuple[list[Any], list[int], int]:
     """The JSON array starting at ``text[pos] == '['``: its elements, their start offsets, the end."""
-    values, starts = [], []
+    values: list[Any] = []
+    starts: list[int] = []
     pos = _skip_ws(text, pos + 1)
     if text[pos] == "]":
         return values, starts, pos + 1
@@ -148,7 +150,7 @@ class _Image:
     lines: list[tuple[int, Any]] = field(default_factory=list)  # (line, annotation id) per box
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
 
 
@@ -242,13 +244,15 @@ def _load_file(
         image.classes.append(cats[ann["category_id"]][0])
         image.lines.append((line, ann_id))
 
-    files, boxes, classes = [], [], []
+    files: list[tuple[Path, Header]] = []
+    boxes: list[np.ndarray] = []
+    classes: list[np.ndarray] = []
     for image_id, image in images.items():
         name, count = image.entry["file_name"], len(image.boxes)
         where = f"image id {json.dumps(image_id)}"
         file = _find_file(name, folder, path.parent)
         header = image_header(file) if file else None
-        if header is None:
+        if file is None or header is None:
             problem = (
                 f"file {name!r} not found in images/, next to the JSON or in the dataset folder"
                 if file is None
@@ -285,7 +289,9 @@ def load_coco(folder: Path, img_size: int, channels: int | None) -> DetectionDat
     if not files:
         raise EdgecnnError(f"no COCO JSON in {folder}; put it at annotations/instances.json with the images in images/")
     images: list[tuple[Path, Header]] = []
-    boxes, classes, reports = [], [], []
+    boxes: list[np.ndarray] = []
+    classes: list[np.ndarray] = []
+    reports: list[str] = []
     labels: list[str] | None = None
     for path in files:
         file_images, file_boxes, file_classes, file_labels = _load_file(path, folder, reports)

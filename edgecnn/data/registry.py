@@ -215,6 +215,7 @@ def read_split_record(run: Path | None, spec: str) -> dict[str, Any] | None:
 
 def _recorded_split(data: Any, spec: str, record: dict[str, Any], path: str) -> Split:
     """``data`` split as ``record`` says: by file (what is gone is named in a warning) or by position."""
+    where: dict[Any, int]
     if isinstance(data.x, ImageFiles):
         where = {key: i for i, key in enumerate(data.x.keys())}
     else:
@@ -245,7 +246,7 @@ def model_split(info: ModelInfo, data: str | None = None, run: Path | None = Non
             f"the model does not record its dataset; pass --data {default_data(info.task)} or --data DIR"
         )
     record = read_split_record(run, spec)
-    if record is not None:
+    if record is not None and run is not None:  # a record is read from a run folder
         whole = load_data(spec, info.task, info.input_size[0], info.channels)
         split = _recorded_split(whole, spec, record, str(run / SPLIT_FILE))
     else:

@@ -148,7 +148,8 @@ def _colours(rng: np.random.Generator, region: np.ndarray, pixels: np.ndarray) -
     saturation, value = 0.65 + 0.35 * saturation, 0.65 + 0.35 * value
     best, best_distance = (0.0, 0.0, 0.0), -1.0
     for turn in range(4):
-        rgb = tuple(255 * c for c in colorsys.hsv_to_rgb((hue + turn / 4) % 1.0, saturation, value))
+        r, g, b = colorsys.hsv_to_rgb((hue + turn / 4) % 1.0, saturation, value)
+        rgb = (255 * r, 255 * g, 255 * b)
         distance = math.dist(rgb, local)
         if distance > best_distance:
             best, best_distance = rgb, distance
@@ -239,7 +240,8 @@ def _scene(size: int, index: int, photos: tuple[np.ndarray, ...]) -> tuple[np.nd
         _paint(region, outer, outline)
         _paint(region, _coverage(shape.inset(outline_width), window), fill)
         mask[window][pixels] = shape.cls + 1  # a later shape owns the pixels it is drawn over
-        taken[window] |= cv2.dilate(pixels.view(np.uint8), np.ones((3, 3), np.uint8))
+        grown: np.ndarray = cv2.dilate(pixels.view(np.uint8), np.ones((3, 3), np.uint8))
+        taken[window] |= grown
         boxes.append(box)
         classes.append(shape.cls)
     return image, mask, boxes, classes

@@ -70,7 +70,7 @@ def decoded(files: ImageFiles, seed: int, shuffle: bool) -> Any:
     tf = _tf()
     shape = files.shape[1:]
 
-    def read(i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def read(i: np.ndarray) -> tuple[np.ndarray, np.bool_]:
         image = files.read(int(i))
         if image is None:
             files.warn_undecodable(int(i))

@@ -290,16 +290,22 @@ def load_yolo(source: Path, img_size: int, channels: int | None) -> DetectionDat
             f"{yaml_path} names no train: and val: images and {folder} has no images/ folder; add "
             "'train: images/train' and 'val: images/val' (folders or list files) or put the images in images/"
         )
-    plan = _split_plan(folder, yaml_path, _read_yaml(yaml_path)) if own else _pool_plan(folder)
-    paths, boxes, classes, grays, kept = [], [], [], [], {}
+    plan = _split_plan(folder, yaml_path, _read_yaml(yaml_path)) if own and yaml_path else _pool_plan(folder)
+    paths: list[Path] = []
+    boxes: list[np.ndarray] = []
+    classes: list[np.ndarray] = []
+    grays: list[bool] = []
+    kept: dict = {}
     reports: list[str] = []
     pairs = list(zip(plan.images, plan.labels, strict=True))
     for i, (image_path, label) in enumerate(tqdm(pairs, desc="checking images", unit="img", leave=False, disable=None)):
-        found = (np.zeros((0, 4), np.float32), np.zeros(0, np.int32))
-        if label is not None:
-            found = _read_labels(label, _rel(label, folder), len(labels), names_file, reports)
-            if found is None:
-                continue
+        found = (
+            _read_labels(label, _rel(label, folder), len(labels), names_file, reports)
+            if label is not None
+            else (np.zeros((0, 4), np.float32), np.zeros(0, np.int32))  # no label file: an image without boxes
+        )
+        if found is None:  # a bad label file, reported
+            continue
         header = image_header(image_path)
         if header is None:
             problem = "cannot read the image (skipped with its labels); replace the file"

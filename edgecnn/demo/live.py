@@ -91,7 +91,8 @@ class LiveView:
                 f"--serve {address[0]}:{address[1]}: cannot listen ({exc.strerror}); pick another port"
             ) from None
         self.server.daemon_threads = True
-        self.host, self.port = self.server.server_address[:2]
+        host, self.port = self.server.server_address[:2]
+        self.host = host.decode() if isinstance(host, bytes) else host  # an AF_UNIX-typed field: str here
         threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
 
     @property

@@ -354,7 +354,7 @@ def run_demo(
             if tmp_path is not None:
                 if writer is None:
                     h, w = frame.shape[:2]
-                    writer = cv2.VideoWriter(str(tmp_path), cv2.VideoWriter_fourcc(*"mp4v"), source.fps, (w, h))
+                    writer = cv2.VideoWriter(str(tmp_path), cv2.VideoWriter.fourcc(*"mp4v"), source.fps, (w, h))
                     if not writer.isOpened():
                         raise EdgecnnError(f"OpenCV cannot write video to {save}; use a .mp4 or .avi path")
                 writer.write(frame)

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from edgecnn.runtime.image import prepare
-from edgecnn.runtime.interpreter import TFLiteModel
+from edgecnn.runtime.interpreter import DeployedModel, Outputs
 
 
 class Class(NamedTuple):
@@ -25,12 +25,12 @@ def top_k(scores: np.ndarray, labels: list[str], k: int = 3, threshold: float = 
     ]
 
 
-def read_classes(model: TFLiteModel, k: int = 3) -> list[Class]:
+def read_classes(model: DeployedModel | Outputs, k: int = 3) -> list[Class]:
     """The last run's k best classes (the postprocess stage)."""
     return top_k(model.output(0).reshape(-1), model.labels, k)
 
 
-def classify(model: TFLiteModel, frame: np.ndarray, k: int = 3, src: str = "bgr") -> list[Class]:
+def classify(model: DeployedModel, frame: np.ndarray, k: int = 3, src: str = "bgr") -> list[Class]:
     """Resize and colour-convert a frame for the model, run it, return the k best classes."""
     prepare(model, frame, src)
     model.invoke()

@@ -16,13 +16,13 @@ of preference:
 from __future__ import annotations
 
 import weakref
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.image import prepare
-from edgecnn.runtime.interpreter import Outputs, TFLiteModel
+from edgecnn.runtime.interpreter import DeployedModel, Outputs
 
 POSTPROCESS_OP = "TFLite_Detection_PostProcess"  # the custom op every detection .tflite ends in
 # signature output name -> role (the TF2 Object Detection API layout, which pycoral reads)
@@ -40,7 +40,7 @@ class Detection(NamedTuple):
     box: tuple[int, int, int, int]
 
 
-def _signature_positions(model: TFLiteModel) -> dict[str, int] | None:
+def _signature_positions(model: DeployedModel) -> dict[str, int] | None:
     """role -> position in ``model.outputs`` from a one-signature model named like TF2 exports, else None."""
     full = getattr(model.interpreter, "_get_full_signature_list", None)  # what pycoral uses; no public API
     signatures = full() if full else None
@@ -69,10 +69,10 @@ def _shapes_fit(shapes: dict[str, tuple[int, ...]]) -> bool:
 
 # model -> role positions, found once per model from its signature and static output shapes (never per
 # frame); None: the shapes contradict both rules and only the values can tell (see _by_shape)
-_LAYOUTS: weakref.WeakKeyDictionary[TFLiteModel, dict[str, int] | None] = weakref.WeakKeyDictionary()
+_LAYOUTS: weakref.WeakKeyDictionary[DeployedModel, dict[str, int] | None] = weakref.WeakKeyDictionary()
 
 
-def _layout(model: TFLiteModel | Outputs) -> dict[str, int] | None:
+def _layout(model: DeployedModel | Outputs) -> dict[str, int] | None:
     model = model.model if isinstance(model, Outputs) else model  # one layout per model, not per run
     if model not in _LAYOUTS:
         shapes = [tuple(int(d) for d in detail["shape"]) for detail in model.outputs]
@@ -101,7 +101,7 @@ def _by_shape(values: list[np.ndarray]) -> dict[str, np.ndarray]:
     return {"boxes": boxes[0], "classes": classes, "scores": scores, "count": count[0]}
 
 
-def read_detections(model: TFLiteModel) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def read_detections(model: DeployedModel | Outputs) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """The last run's (boxes (N, 4) yxyx normalized, classes (N,) float ids, scores (N,), count).
 
     Rows from ``count`` on are set to zero here: the op's fast NMS leaves them unwritten (whatever the
@@ -129,7 +129,7 @@ def to_pixels(box: np.ndarray, width: int, height: int) -> tuple[int, int, int, 
     return int(round(xmin * width)), int(round(ymin * height)), int(round(xmax * width)), int(round(ymax * height))
 
 
-def detect(model: TFLiteModel, frame: np.ndarray, threshold: float = 0.4, src: str = "bgr") -> list[Detection]:
+def detect(model: DeployedModel, frame: np.ndarray, threshold: float = 0.4, src: str = "bgr") -> list[Detection]:
     """Resize and colour-convert a frame for the model, run it, return the objects scoring >= threshold,
     best first, with boxes in the frame's pixels."""
     prepare(model, frame, src)
@@ -137,11 +137,13 @@ def detect(model: TFLiteModel, frame: np.ndarray, threshold: float = 0.4, src: s
     return read_objects(model, frame.shape, threshold)
 
 
-def read_objects(model: TFLiteModel, frame_shape: tuple[int, ...], threshold: float = 0.4) -> list[Detection]:
+def read_objects(
+    model: DeployedModel | Outputs, frame_shape: tuple[int, ...], threshold: float = 0.4
+) -> list[Detection]:
     """The last run's objects scoring >= threshold, best first, in the pixels of a frame of ``frame_shape``
     (the postprocess stage)."""
     boxes, classes, scores, count = read_detections(model)
-    labels: list[Any] = list(model.info.labels) if model.info and model.info.labels else []
+    labels: list[str] = list(model.info.labels) if model.info and model.info.labels else []
     height, width = frame_shape[:2]
     found = []
     for box, cls, score in zip(boxes[:count], classes[:count], scores[:count], strict=True):

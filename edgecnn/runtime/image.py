@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import cv2
 import numpy as np
+
+from edgecnn.runtime.interpreter import DeployedModel
 
 _CONVERSIONS = {
     ("bgr", "rgb"): cv2.COLOR_BGR2RGB,
@@ -47,6 +47,6 @@ def to_model_pixels(
     return convert_color(image, src, pixel_format)
 
 
-def prepare(model: Any, frame: np.ndarray, src: str = "bgr") -> None:
+def prepare(model: DeployedModel, frame: np.ndarray, src: str = "bgr") -> None:
     """Resize and colour-convert ``frame`` into the model's input tensor (the adapters' preprocess stage)."""
     model.set_input(to_model_pixels(frame, model.input_hw, model.pixel_format, src))

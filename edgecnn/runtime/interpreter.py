@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,7 @@ class Backend:
 
     name: str
     version: str
-    module: Any
+    module: ModuleType
 
     @property
     def Interpreter(self) -> type:  # noqa: N802 (mirrors the package's class name)
@@ -151,7 +152,7 @@ def _reporting(interpreter_class: type) -> type:
     failing on what it finds at run time: a damaged model, an Edge TPU unplugged) into the one-line error
     naming the model. The subclass costs one Python call per invoke (well under a microsecond)."""
 
-    class Interpreter(interpreter_class):  # type: ignore[misc, valid-type]
+    class Interpreter(interpreter_class):
         edgecnn_model = ""  # the path named in errors
 
         def invoke(self) -> None:
@@ -179,9 +180,15 @@ class DeployedModel:
     :class:`edgecnn.runtime.onnx.OnnxModel`): shapes, labels and pixel format from the input details and
     the embedded record, and a batch ``predict`` over ``set_input`` / ``invoke`` / ``output``."""
 
+    path: Path
     input: dict[str, Any]
     outputs: list[dict[str, Any]]
     info: ModelInfo | None
+    interpreter: Any  # the runtime's own object (a LiteRT Interpreter, an ONNX Runtime session): what adapters probe
+    backend: Backend  # the runtime package that runs it
+    delegate: str  # the delegate (.tflite) or execution provider (.onnx) name
+    threads: int | None
+    init_ms: float  # the time to load it
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -215,6 +222,12 @@ class DeployedModel:
         raise NotImplementedError
 
     def output(self, i: int = 0) -> np.ndarray:
+        raise NotImplementedError
+
+    def scores(self, i: int = 0) -> np.ndarray:
+        raise NotImplementedError
+
+    def undelegated_ops(self) -> list[str]:
         raise NotImplementedError
 
     def predict(self, images: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
@@ -339,7 +352,7 @@ class Outputs:
     (``output``, ``scores``; everything else is the model's), so the adapters decode a frame's results in one
     thread while the interpreter runs the next frame in another."""
 
-    def __init__(self, model: TFLiteModel, values: list[np.ndarray]) -> None:
+    def __init__(self, model: DeployedModel, values: list[np.ndarray]) -> None:
         self.model = model
         self._values = values
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -92,14 +93,14 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
-def onnxruntime_errors(ort: Any) -> tuple[type[BaseException], ...]:
+def onnxruntime_errors(ort: ModuleType) -> tuple[type[BaseException], ...]:
     """The exception types ONNX Runtime raises (its pybind errors derive from Exception, not RuntimeError)."""
     state = ort.capi.onnxruntime_pybind11_state
     own = tuple(v for v in vars(state).values() if isinstance(v, type) and issubclass(v, Exception))
     return (*own, RuntimeError, ValueError)
 
 
-def provider_chain(name: str, ort: Any, model: Path, int8: bool = False) -> list[Any]:
+def provider_chain(name: str, ort: ModuleType, model: Path, int8: bool = False) -> list[Any]:
     """The ``providers`` argument for ``name``: it first, then the ones that run what it leaves (TensorRT ->
     CUDA -> CPU); a provider name that does not exist or that this onnxruntime build lacks is an error."""
     if name not in PROVIDERS:
@@ -138,7 +139,7 @@ def session_info(session: Any, path: Path) -> ModelInfo | None:
         raise corrupt_onnx(path, str(exc)) from None
 
 
-def _quantization(ort: Any, path: Path) -> str | None:
+def _quantization(ort: ModuleType, path: Path) -> str | None:
     """The record's quantization, read through a plain CPU session (before a TensorRT engine is built)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -169,7 +170,11 @@ class OnnxModel(DeployedModel):
     """An ONNX Runtime session plus the model's edgecnn record, fed with uint8 pixels like a TFLiteModel."""
 
     def __init__(
-        self, path: str | os.PathLike, threads: int | None = None, provider: str | None = None, ort: Any = None
+        self,
+        path: str | os.PathLike,
+        threads: int | None = None,
+        provider: str | None = None,
+        ort: ModuleType | None = None,
     ) -> None:
         self.path = Path(path)
         check_threads(threads)
@@ -245,7 +250,7 @@ class OnnxModel(DeployedModel):
 
     def snapshot(self) -> Outputs:
         """The last run's outputs (ONNX Runtime returns new arrays each run: nothing to copy)."""
-        return Outputs(self, list(self._values))  # type: ignore[arg-type]
+        return Outputs(self, list(self._values))
 
     def undelegated_ops(self) -> list[str]:
         """[]: ONNX Runtime places nodes itself (``provider_chain`` runs what a GPU provider leaves on the

@@ -12,11 +12,10 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.metadata import ModelInfo, read_tflite_info
-from edgecnn.runtime.interpreter import load_model
+from edgecnn.runtime.interpreter import DeployedModel, load_model
 from edgecnn.runtime.onnx import PROVIDERS, OnnxModel, read_onnx_info
 
 DEFAULT_DELEGATE = "xnnpack"
@@ -27,7 +26,7 @@ class ModelFormat:
     """A deployed model format: how to open it and read its record, and which runtime flag it takes."""
 
     suffix: str
-    open: Callable[[Path, int | None, str, str | None, str | None], Any]
+    open: Callable[[Path, int | None, str, str | None, str | None], DeployedModel]
     info: Callable[[Path], ModelInfo | None]
     flag: str  # the runtime flag that applies to it
 
@@ -60,7 +59,7 @@ def open_model(
     delegate: str = DEFAULT_DELEGATE,
     device: str | None = None,
     provider: str | None = None,
-) -> Any:
+) -> DeployedModel:
     """A :class:`~edgecnn.runtime.interpreter.TFLiteModel` or an :class:`OnnxModel` for ``path``, by its suffix."""
     return model_format(path).open(Path(path), threads, delegate, device, provider)
 

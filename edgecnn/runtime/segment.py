@@ -18,7 +18,7 @@ import numpy as np
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.image import prepare
-from edgecnn.runtime.interpreter import TFLiteModel
+from edgecnn.runtime.interpreter import DeployedModel, Outputs
 
 
 @dataclass(frozen=True)
@@ -70,20 +70,20 @@ def _packed_argmax(scores: np.ndarray) -> np.ndarray:
     return np.subtract(c - 1, best, dtype=np.int16).astype(np.uint8).reshape(h, w)
 
 
-def model_labels(model: TFLiteModel, num_classes: int) -> list[str]:
+def model_labels(model: DeployedModel | Outputs, num_classes: int) -> list[str]:
     """The model's class names, or the class ids as text when it carries no edgecnn record."""
     labels = list(model.info.labels) if model.info and model.info.labels else []
     return labels if len(labels) == num_classes else [str(i) for i in range(num_classes)]
 
 
-def segment(model: TFLiteModel, frame: np.ndarray, src: str = "bgr") -> Segmentation:
+def segment(model: DeployedModel, frame: np.ndarray, src: str = "bgr") -> Segmentation:
     """Resize and colour-convert a frame for the model, run it, return the class of every frame pixel."""
     prepare(model, frame, src)
     model.invoke()
     return read_segmentation(model, frame.shape)
 
 
-def read_segmentation(model: TFLiteModel, frame_shape: tuple[int, ...]) -> Segmentation:
+def read_segmentation(model: DeployedModel | Outputs, frame_shape: tuple[int, ...]) -> Segmentation:
     """The last run's class of every pixel of a frame of ``frame_shape`` (the postprocess stage)."""
     scores = model.scores(0)[0]  # stored integers of an int8 model: the same argmax, no float conversion
     h, w = frame_shape[:2]

@@ -9,6 +9,7 @@ import numpy as np
 
 from edgecnn.errors import EdgecnnError
 from edgecnn.metadata import ModelInfo
+from edgecnn.runtime.interpreter import DeployedModel, Outputs
 
 Progress = Callable[[int], None] | None
 
@@ -49,7 +50,7 @@ class Task:
         """Metrics of a Keras model on ``data`` (TF)."""
         raise NotImplementedError
 
-    def evaluate_tflite(self, runner: Any, data: Any, progress: Progress = None) -> dict[str, Any]:
+    def evaluate_tflite(self, runner: DeployedModel, data: Any, progress: Progress = None) -> dict[str, Any]:
         """Metrics of a .tflite (an :class:`~edgecnn.runtime.interpreter.TFLiteModel`) on ``data``."""
         raise NotImplementedError
 
@@ -73,7 +74,7 @@ class Task:
         return keras_graph(self.deployable(model))
 
     # -- the demo (light) -----------------------------------------------------------------------
-    def read(self, model: Any, frame_shape: tuple[int, ...], top_k: int, threshold: float) -> Any:
+    def read(self, model: DeployedModel | Outputs, frame_shape: tuple[int, ...], top_k: int, threshold: float) -> Any:
         """The task's result of the model's last run on a frame of ``frame_shape`` (classes, detections or
         a mask): the demo's postprocess stage, after the runtime's ``prepare`` and ``invoke``."""
         raise NotImplementedError

@@ -10,7 +10,8 @@ from edgecnn.benchmarks.accuracy import classification_metrics
 from edgecnn.data.files import map_batches, streamed
 from edgecnn.demo.overlay import draw_classes
 from edgecnn.metadata import ModelInfo
-from edgecnn.runtime.classify import read_classes
+from edgecnn.runtime.classify import Class, read_classes
+from edgecnn.runtime.interpreter import DeployedModel, Outputs
 from edgecnn.tasks.base import Progress, Task
 
 
@@ -37,7 +38,7 @@ class ClassifyTask(Task):
         probs = map_batches(lambda x: model.predict(x.astype(np.float32), batch_size=64, verbose=0), data.x, 1024)
         return {**classification_metrics(probs, data.y, data.labels), "predictions": probs}
 
-    def evaluate_tflite(self, runner: Any, data: Any, progress: Progress = None) -> dict[str, Any]:
+    def evaluate_tflite(self, runner: DeployedModel, data: Any, progress: Progress = None) -> dict[str, Any]:
         probs = runner.predict(data.x, progress=progress)
         return {**classification_metrics(probs, data.y, data.labels), "predictions": probs}
 
@@ -54,11 +55,13 @@ class ClassifyTask(Task):
         a, b = keras_result["predictions"], tflite_result["predictions"]
         return {"top1_agreement": round(float((a.argmax(1) == b.argmax(1)).mean()), 4)}
 
-    def read(self, model: Any, frame_shape: tuple[int, ...], top_k: int, threshold: float) -> Any:
+    def read(
+        self, model: DeployedModel | Outputs, frame_shape: tuple[int, ...], top_k: int, threshold: float
+    ) -> list[Class]:
         return read_classes(model, top_k)
 
-    def draw(self, frame: np.ndarray, result: Any) -> np.ndarray:
+    def draw(self, frame: np.ndarray, result: list[Class]) -> np.ndarray:
         return draw_classes(frame, result)
 
-    def describe(self, result: Any) -> list[str]:
+    def describe(self, result: list[Class]) -> list[str]:
         return [f"{c.label} {c.score:.2f}" for c in result]

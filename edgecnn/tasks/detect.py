@@ -20,7 +20,8 @@ from edgecnn.detection.anchors import generate_anchors
 from edgecnn.detection.nms import DEFAULT_NMS, postprocess
 from edgecnn.detection.targets import iou
 from edgecnn.metadata import ModelInfo
-from edgecnn.runtime.detect import read_detections, read_objects
+from edgecnn.runtime.detect import Detection, read_detections, read_objects
+from edgecnn.runtime.interpreter import DeployedModel, Outputs
 from edgecnn.tasks.base import Progress, Task
 
 
@@ -62,7 +63,7 @@ class DetectTask(Task):
 
     def _metrics(self, detections: list[tuple[np.ndarray, np.ndarray, np.ndarray]], data: Any) -> dict[str, Any]:
         boxes, classes, scores = (list(d) for d in zip(*detections, strict=True)) if detections else ([], [], [])
-        size = tuple(int(v) for v in data.x.shape[1:3])
+        size = (int(data.x.shape[1]), int(data.x.shape[2]))
         result = coco_map(data.boxes, data.classes, boxes, classes, scores, list(data.labels), size)
         return {**result, "predictions": detections}
 
@@ -74,7 +75,7 @@ class DetectTask(Task):
             detections += [postprocess(e, s, anchors, box_scale) for e, s in zip(encodings, scores, strict=True)]
         return self._metrics(detections, data)
 
-    def evaluate_tflite(self, runner: Any, data: Any, progress: Progress = None) -> dict[str, Any]:
+    def evaluate_tflite(self, runner: DeployedModel, data: Any, progress: Progress = None) -> dict[str, Any]:
         detections = []
         for image in data.x:
             runner.set_input(image)
@@ -108,11 +109,13 @@ class DetectTask(Task):
             f"  AP@0.5 per class: {per_class}",
         ]
 
-    def read(self, model: Any, frame_shape: tuple[int, ...], top_k: int, threshold: float) -> Any:
+    def read(
+        self, model: DeployedModel | Outputs, frame_shape: tuple[int, ...], top_k: int, threshold: float
+    ) -> list[Detection]:
         return read_objects(model, frame_shape, threshold)
 
-    def draw(self, frame: np.ndarray, result: Any) -> np.ndarray:
+    def draw(self, frame: np.ndarray, result: list[Detection]) -> np.ndarray:
         return draw_detections(frame, result)
 
-    def describe(self, result: Any) -> list[str]:
+    def describe(self, result: list[Detection]) -> list[str]:
         return [f"{d.label} {d.score:.2f} at {list(d.box)}" for d in result]

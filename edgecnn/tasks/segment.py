@@ -9,7 +9,8 @@ import numpy as np
 from edgecnn.benchmarks.segmentation import segmentation_metrics
 from edgecnn.demo.overlay import draw_segmentation
 from edgecnn.metadata import ModelInfo
-from edgecnn.runtime.segment import read_segmentation
+from edgecnn.runtime.interpreter import DeployedModel, Outputs
+from edgecnn.runtime.segment import Segmentation, read_segmentation
 from edgecnn.tasks.base import Progress, Task
 
 
@@ -48,7 +49,7 @@ class SegmentTask(Task):
     def evaluate_keras(self, model: Any, info: ModelInfo, data: Any) -> dict[str, Any]:
         return self._metrics(model.predict(data.x.astype(np.float32), batch_size=16, verbose=0), data)
 
-    def evaluate_tflite(self, runner: Any, data: Any, progress: Progress = None) -> dict[str, Any]:
+    def evaluate_tflite(self, runner: DeployedModel, data: Any, progress: Progress = None) -> dict[str, Any]:
         return self._metrics(runner.predict(data.x, progress=progress), data)
 
     def agreement(self, keras_result: dict[str, Any], tflite_result: dict[str, Any]) -> dict[str, float]:
@@ -62,12 +63,14 @@ class SegmentTask(Task):
             f"  IoU per class: {per_class}",
         ]
 
-    def read(self, model: Any, frame_shape: tuple[int, ...], top_k: int, threshold: float) -> Any:
+    def read(
+        self, model: DeployedModel | Outputs, frame_shape: tuple[int, ...], top_k: int, threshold: float
+    ) -> Segmentation:
         return read_segmentation(model, frame_shape)
 
-    def draw(self, frame: np.ndarray, result: Any) -> np.ndarray:
+    def draw(self, frame: np.ndarray, result: Segmentation) -> np.ndarray:
         return draw_segmentation(frame, result)
 
-    def describe(self, result: Any) -> list[str]:
+    def describe(self, result: Segmentation) -> list[str]:
         share = result.counts / max(result.ids.size, 1)
         return [f"{result.labels[i]} {100 * share[i]:.0f}% of the frame" for i in np.flatnonzero(share) if i]
