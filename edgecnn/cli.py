@@ -104,6 +104,13 @@ def _json(help: str = "print the report as JSON") -> Any:
 
 
 @dataclass(frozen=True)
+class ProgramArgs:
+    """The flags of ``edgecnn`` itself, before the command."""
+
+    version: str = field(default=f"edgecnn {__version__}", metadata=opt("show the version and exit", version=True))
+
+
+@dataclass(frozen=True)
 class CommonArgs:
     verbose: bool = field(default=False, metadata=opt("say which runtime and settings are used", aliases=("-v",)))
 
@@ -253,8 +260,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from edgecnn.pipelines.convert import convert, format_report  # lazy: see above
-
     run = options_from(args, ConvertArgs)
     options = options_from(args, ConvertOptions, load_config(run.config, ConvertOptions) if run.config else None)
     if options.onnx and args.format is None and not run.config:  # float32 unless --int8 (or the recipe) says
@@ -265,6 +270,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         from edgecnn.pipelines.quant_debug import check_debuggable  # lazy: see above
 
         check_debuggable(options.format, options.onnx)  # before the conversion
+    from edgecnn.pipelines.convert import convert, format_report  # lazy: see above
+
     report = convert(run.model, run.output, options)
     print_json(report.as_dict()) if run.json else print(format_report(report))
     if run.debug:  # the per-layer report of the model just written, beside it
@@ -525,6 +532,8 @@ def _argument(f: dataclasses.Field, declared: Opt, kind: type) -> dict[str, Any]
     """add_argument's keywords for field ``f``: a bool is a switch to the other value, a number is checked
     against its range, a repeated flag appends; no default, so a flag not given leaves the recipe's value."""
     spec: dict[str, Any] = {"help": _help(f, declared)}
+    if declared.version:
+        return {"help": declared.help, "action": "version", "version": f.default}
     if kind is bool:
         return spec | {"dest": f.name, "action": "store_const", "const": f.default is not True, "default": None}
     if declared.parse is not None:
@@ -565,7 +574,7 @@ def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
 
 def build_parser() -> Parser:
     parser = Parser(prog="edgecnn", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
+    add_options(parser, ProgramArgs)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for command in COMMANDS:
         p = sub.add_parser(command.name, help=command.help, description=command.help)

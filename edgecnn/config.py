@@ -109,6 +109,7 @@ class Opt:
     parse: Callable[[str], Any] | None = None  # a flag value's parser when the field type is not enough
     repeat: bool = False  # the flag may be given many times (action append), e.g. --option KEY=VALUE
     choice_flags: Callable[[], dict[str, str]] | None = None  # one flag per choice: {name: help} (convert's --int8)
+    version: bool = False  # the field's default is the program's version: the flag prints it and exits
     show_default: bool = True  # False where the help already says what None means
     cli: bool = True  # False: a YAML key and a field only, no flag
 
@@ -344,7 +345,8 @@ def load_config(path: str | Path, cls: type[T]) -> T:
         expected = _type_name(hints[key], value)
         if expected:
             raise EdgecnnError(f"{path}:{lines.get(key, 1)}: {key}: expected {expected}, got {value!r}; fix the value")
-    return cls(**raw)
+    tuples = {name for name, kind in value_types(cls).items() if kind is tuple}
+    return cls(**{key: tuple(value) if key in tuples else value for key, value in raw.items()})
 
 
 def _with_close_name(key: str, known: set[str]) -> str:
@@ -360,7 +362,14 @@ def _key_lines(node: Any) -> dict[str, int]:
     return {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
 
 
-_NAMES = {int: "a whole number", float: "a number", bool: "true or false", str: "text", dict: "a mapping"}
+_NAMES = {
+    int: "a whole number",
+    float: "a number",
+    bool: "true or false",
+    str: "text",
+    dict: "a mapping",
+    tuple: "a list",
+}
 
 
 def _type_name(hint: Any, value: Any) -> str:
@@ -381,6 +390,8 @@ def _type_name(hint: Any, value: Any) -> str:
         if base is int and isinstance(value, int) and not isinstance(value, bool):
             return ""
         if base in (bool, str, dict, list) and isinstance(value, base):
+            return ""
+        if base is tuple and isinstance(value, list):  # e.g. float_layers: [conv1, conv2]
             return ""
     words = [_NAMES.get(typing.get_origin(o) or o, "nothing (null)" if o is type(None) else str(o)) for o in options]
     return " or ".join(words)
