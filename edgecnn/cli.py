@@ -525,7 +525,7 @@ def _help(f: dataclasses.Field, declared: Opt) -> str:  # type: ignore[type-arg]
     default = f.default
     silent = any(default is nothing for nothing in (dataclasses.MISSING, None, False, True)) or default == ()
     silent = silent or declared.required
-    return declared.help if silent or not declared.show_default else f"{declared.help} (default: {default})"
+    return declared.help if silent else f"{declared.help} (default: {default})"
 
 
 def _argument(f: dataclasses.Field, declared: Opt, kind: type) -> dict[str, Any]:  # type: ignore[type-arg]
@@ -556,12 +556,11 @@ def _argument(f: dataclasses.Field, declared: Opt, kind: type) -> dict[str, Any]
 
 def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
     """One flag (or positional argument) per option field of the dataclass ``cls``, from its ``opt``
-    metadata; a field whose name is already a flag of ``parser`` (e.g. --verbose) is not added twice.
-    A field with ``choice_flags`` becomes one switch per choice (convert's --int8, --float16, ...)."""
+    metadata. A field with ``choice_flags`` becomes one switch per choice (convert's --int8, --float16, ...)."""
     kinds = value_types(cls)
     for f in dataclasses.fields(cls):
         declared = option_of(f)
-        if declared is None or not declared.cli or any(a.dest == f.name for a in parser._actions):
+        if declared is None or not declared.cli:
             continue
         if declared.choice_flags is not None:
             group = parser.add_mutually_exclusive_group()

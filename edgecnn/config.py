@@ -110,7 +110,6 @@ class Opt:
     repeat: bool = False  # the flag may be given many times (action append), e.g. --option KEY=VALUE
     choice_flags: Callable[[], dict[str, str]] | None = None  # one flag per choice: {name: help} (convert's --int8)
     version: bool = False  # the field's default is the program's version: the flag prints it and exits
-    show_default: bool = True  # False where the help already says what None means
     cli: bool = True  # False: a YAML key and a field only, no flag
 
 
