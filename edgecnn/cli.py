@@ -520,18 +520,19 @@ COMMANDS = (
 )
 
 
-def _help(f: dataclasses.Field, declared: Opt) -> str:  # type: ignore[type-arg]
-    """The declared help, with the field's default when that says something ("(default: 10)")."""
+def _help(f: dataclasses.Field, declared: Opt, kind: type) -> str:  # type: ignore[type-arg]
+    """The declared help, then the range and the default where they say something: "(1 or more; default: 10)"."""
     default = f.default
     silent = any(default is nothing for nothing in (dataclasses.MISSING, None, False, True)) or default == ()
-    silent = silent or declared.required
-    return declared.help if silent else f"{declared.help} (default: {default})"
+    notes = [declared.range.allowed(kind is int)] if declared.range is not None else []
+    notes += [] if silent or declared.required else [f"default: {default}"]
+    return f"{declared.help} ({'; '.join(notes)})" if notes else declared.help
 
 
 def _argument(f: dataclasses.Field, declared: Opt, kind: type) -> dict[str, Any]:  # type: ignore[type-arg]
     """add_argument's keywords for field ``f``: a bool is a switch to the other value, a number is checked
     against its range, a repeated flag appends; no default, so a flag not given leaves the recipe's value."""
-    spec: dict[str, Any] = {"help": _help(f, declared)}
+    spec: dict[str, Any] = {"help": _help(f, declared, kind)}
     if declared.version:
         return {"help": declared.help, "action": "version", "version": f.default}
     if kind is bool:

@@ -201,10 +201,10 @@ class TrainConfig:
         default=None, metadata=opt("1 (gray) or 3 (RGB); default: the data's", choices=(1, 3))
     )
     epochs: int = field(default=10, metadata=opt("training epochs", range=Range(1)))
-    batch: int = field(default=32, metadata=opt("images per batch (per device, see --devices)", range=Range(1)))
+    batch: int = field(default=32, metadata=opt("images per batch, per device (see --devices)", range=Range(1)))
     lr: float = field(default=1e-3, metadata=opt("peak learning rate", range=POSITIVE))
     seed: int = field(default=0, metadata=opt("seed of the split, the initial weights and the augmentation"))
-    val_fraction: float = field(default=0.2, metadata=opt("share held out, in (0, 1)", range=OPEN_FRACTION))
+    val_fraction: float = field(default=0.2, metadata=opt("share held out", range=OPEN_FRACTION))
     augment: bool = field(default=True, metadata=opt("no random shifts and zooms"))  # the flag: --no-augment
     cache: str | None = field(  # streamed datasets: None, 'memory' or a file prefix for the decoded images
         default=None,

@@ -35,7 +35,7 @@ class CheckOptions:
     )
     runtime: int = field(
         default=DEFAULT_RUNTIME,
-        metadata=opt("Edge TPU runtime version to check for (the default is the last public release)", range=Range(1)),
+        metadata=opt("Edge TPU runtime version to check for; the default is the last public release", range=Range(1)),
     )
     img: int | None = field(  # default: the architecture's own size
         default=None, metadata=opt("input size when MODEL is an architecture name", range=IMAGE_SIZE)

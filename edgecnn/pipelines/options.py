@@ -27,7 +27,7 @@ TASK = opt(
     "optional: taken from the architecture or the model's metadata; when given it must agree", choices=tuple(TASKS)
 )
 # More interpreter threads than this only adds contention; far more crashed the interpreter (100000: SIGSEGV).
-THREADS = opt("interpreter threads (default: all cores; at most 4x cores)", range=Range(1, 4 * (os.cpu_count() or 1)))
+THREADS = opt("interpreter threads, at most 4 per core; default: all cores", range=Range(1, 4 * (os.cpu_count() or 1)))
 DELEGATE = opt("none: plain kernels; xnnpack: LiteRT's CPU delegate; edgetpu: Coral", choices=DELEGATES)
 DEVICE = opt("Edge TPU device, e.g. usb:0 or pci:0 (with --delegate edgetpu)")
 PROVIDER = opt(
@@ -83,7 +83,7 @@ class ConvertOptions:
 class OptimizeConfig:
     prune: float | None = field(
         default=None,
-        metadata=opt("magnitude pruning to this sparsity in (0, 1), e.g. 0.8", metavar="SPARSITY", range=OPEN_FRACTION),
+        metadata=opt("magnitude pruning to this sparsity, e.g. 0.8", metavar="SPARSITY", range=OPEN_FRACTION),
     )
     prune_schedule: str = field(
         default="polynomial",
@@ -102,9 +102,7 @@ class OptimizeConfig:
     qat: bool = field(default=False, metadata=opt("quantization-aware training (keeps sparsity/clusters)"))
     distill_from: str | None = field(default=None, metadata=opt("teacher .keras or run folder", metavar="TEACHER"))
     temperature: float = field(default=4.0, metadata=opt("distillation temperature", range=POSITIVE))
-    alpha: float = field(
-        default=0.1, metadata=opt("weight of the hard-label loss in distillation (0..1)", range=FRACTION)
-    )
+    alpha: float = field(default=0.1, metadata=opt("weight of the hard-label loss in distillation", range=FRACTION))
     epochs: int = field(  # of the prune, cluster and qat steps
         default=4, metadata=opt("fine-tuning epochs per step", range=Range(1))
     )
