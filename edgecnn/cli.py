@@ -1,6 +1,9 @@
 """The ``edgecnn`` command: one subcommand per pipeline stage, each a thin call into the library.
 
-Heavy modules (TensorFlow) are imported inside the commands that need them, so ``benchmark``,
+Each command's flags come from its option tables (:data:`COMMANDS`): dataclasses whose fields carry
+``opt(...)`` metadata (edgecnn.config). :func:`add_options` turns every field into its flag, and
+:func:`options_from` builds the typed options object by name from the parsed flags (over a ``--config``
+recipe). Heavy modules (TensorFlow) are imported inside the commands that need them, so ``benchmark``,
 ``eval`` of a .tflite and ``demo`` run on a light install. User errors print one line and exit 2.
 """
 
@@ -9,22 +12,46 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from edgecnn import __version__
-from edgecnn.config import LR_SCALING_RULES, MAX_IMG, MIN_IMG, PRECISIONS, SPLITS
-from edgecnn.edgetpu.ops import DEFAULT_RUNTIME
+from edgecnn.config import (
+    Opt,
+    Range,
+    TrainConfig,
+    build_options,
+    check_options,
+    flag_of,
+    load_config,
+    load_train_config,
+    opt,
+    option_of,
+    value_types,
+)
+from edgecnn.doctor import DoctorOptions
 from edgecnn.errors import EdgecnnError
-from edgecnn.runtime.interpreter import DELEGATES
-from edgecnn.runtime.onnx import PROVIDERS
-from edgecnn.tasks import TASKS
+from edgecnn.pipelines.benchmark import BenchmarkOptions
+from edgecnn.pipelines.check import CheckOptions
+from edgecnn.pipelines.demo import DemoOptions
+from edgecnn.pipelines.evaluate import EvalOptions
+from edgecnn.pipelines.explain import ExplainOptions
+from edgecnn.pipelines.options import (
+    TASK,
+    ConvertOptions,
+    OptimizeConfig,
+    ProfileOptions,
+    QuantDebugOptions,
+    QuickstartOptions,
+    VisualizeOptions,
+)
 
 Handler = Callable[[argparse.Namespace], int | None]
+T = TypeVar("T")
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,75 +61,167 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
 
 
-def whole_number(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
-    """An argparse type: a whole number of at least ``minimum`` (and at most ``maximum``)."""
-    allowed = f"use {minimum}..{maximum}" if maximum is not None else f"use {minimum} or more"
+def number_type(kind: type, allowed: Range) -> Callable[[str], Any]:
+    """An argparse type: a whole number (``kind`` int) or a finite number within ``allowed``; a bad value is
+    one line naming it and what to use: "0 is not allowed; use 1 or more"."""
+    whole = kind is int
+    use = f"use {allowed.allowed(whole)}"
 
-    def parse(value: str) -> int:
+    def parse(value: str) -> Any:
         try:
-            number = int(value)
+            number = int(value) if whole else float(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number; {allowed}") from None
-        if number < minimum or (maximum is not None and number > maximum):
-            raise argparse.ArgumentTypeError(f"{value} is not allowed; {allowed}")
+            what = "a whole number" if whole else "a number"
+            raise argparse.ArgumentTypeError(f"{value!r} is not {what}; {use}") from None
+        if number not in allowed:
+            raise argparse.ArgumentTypeError(f"{value} is not allowed; {use}")
         return number
 
     return parse
 
 
-positive_int = whole_number(1)
-non_negative_int = whole_number(0)
-image_size = whole_number(MIN_IMG, MAX_IMG)
-# More interpreter threads than this only adds contention; far more crashed the interpreter (100000: SIGSEGV).
-thread_count = whole_number(1, 4 * (os.cpu_count() or 1))
+def text_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a parser that raises ValueError: its message becomes the flag's error line."""
 
-
-def number_in(low: float, high: float, low_open: bool = False, high_open: bool = False) -> Callable[[str], float]:
-    """An argparse type: a finite number within [low, high] (either end open when asked)."""
-    left, right = "(" if low_open else "[", ")" if high_open else "]"
-    allowed = f"use a number in {left}{low:g}, {high:g}{right}"
-
-    def parse(value: str) -> float:
+    def typed(value: str) -> Any:
         try:
-            number = float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r} is not a number; {allowed}") from None
-        below = number <= low if low_open else number < low
-        above = number >= high if high_open else number > high
-        if not math.isfinite(number) or below or above:
-            raise argparse.ArgumentTypeError(f"{value} is not allowed; {allowed}")
-        return number
+            return parse(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
-    return parse
-
-
-def positive_float(value: str) -> float:
-    """A finite number above 0 (learning rates, temperatures, durations: nan and inf are refused)."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number; use a finite positive number") from None
-    if not math.isfinite(number) or number <= 0:
-        raise argparse.ArgumentTypeError(f"{value} is not allowed; use a finite positive number")
-    return number
-
-
-fraction = number_in(0.0, 1.0)  # score thresholds, loss weights
-open_fraction = number_in(0.0, 1.0, low_open=True, high_open=True)  # sparsity, validation share
-
-
-def parse_option(text: str) -> tuple[str, Any]:
-    """KEY=VALUE with the value read as YAML (numbers, booleans, strings): never eval."""
-    import yaml  # lazy: only this flag parses YAML
-
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. alpha=0.5)")
-    key, value = text.split("=", 1)
-    return key.strip(), yaml.safe_load(value)
+    return typed
 
 
 def print_json(obj: Any) -> None:
     print(json.dumps(obj, sort_keys=False))
+
+
+# ------------------------------------------------------------------------------ the CLI's own options
+# What a command reads besides its pipeline's options: its positional paths, --json, --config. Declared
+# as the pipelines' tables are, so they become flags by the same loop.
+def _json(help: str = "print the report as JSON") -> Any:
+    return field(default=False, metadata=opt(help))
+
+
+@dataclass(frozen=True)
+class ProgramArgs:
+    """The flags of ``edgecnn`` itself, before the command."""
+
+    version: str = field(default=f"edgecnn {__version__}", metadata=opt("show the version and exit", version=True))
+
+
+@dataclass(frozen=True)
+class CommonArgs:
+    verbose: bool = field(default=False, metadata=opt("say which runtime and settings are used", aliases=("-v",)))
+
+
+@dataclass(frozen=True)
+class TrainArgs:
+    config: str | None = field(
+        default=None, metadata=opt("YAML recipe (e.g. training/lenet5_digits.yaml); flags override it")
+    )
+    task: str | None = field(default=None, metadata=TASK)
+    resume: str | None = field(
+        default=None, metadata=opt("continue a killed run from its last checkpoint (no other flags)", metavar="RUN")
+    )
+
+
+@dataclass(frozen=True)
+class ConvertArgs:
+    model: str = field(metadata=opt("model.keras or a run folder", positional=True))
+    config: str | None = field(
+        default=None, metadata=opt("YAML conversion recipe (e.g. convert/int8.yaml); flags override it")
+    )
+    debug: bool = field(
+        default=False,
+        metadata=opt("int8: also write the per-layer quantization report (edgecnn quant-debug) beside the .tflite"),
+    )
+    output: str | None = field(
+        default=None,
+        metadata=opt("output .tflite (.onnx with --onnx) path (default: beside the model)", aliases=("-o",)),
+    )
+    json: bool = _json()
+
+
+@dataclass(frozen=True)
+class OptimizeArgs:
+    model: str = field(
+        metadata=opt("a run folder or model.keras (its dataset is used for fine-tuning)", positional=True)
+    )
+    task: str | None = field(default=None, metadata=TASK)
+
+
+@dataclass(frozen=True)
+class ModelArgs:
+    """One model path and --json: eval."""
+
+    model: str = field(metadata=opt("a .keras, .tflite or .onnx model, or a run folder", positional=True))
+    json: bool = _json()
+
+
+@dataclass(frozen=True)
+class BenchmarkArgs:
+    models: tuple[str, ...] = field(default=(), metadata=opt(".tflite and .onnx models", positional=True, nargs="+"))
+    json: bool = _json("one JSON object per model")
+
+
+@dataclass(frozen=True)
+class DemoArgs:
+    json: bool = _json("print the summary as JSON")
+
+
+@dataclass(frozen=True)
+class CheckArgs:
+    model: str = field(
+        metadata=opt("a .tflite model, a .keras model or run folder, or an architecture name", positional=True)
+    )
+    json: bool = _json()
+
+
+@dataclass(frozen=True)
+class ArchsArgs:
+    json: bool = _json("print the table as JSON")
+    no_cache: bool = field(default=False, metadata=opt("re-measure every architecture"))
+
+
+@dataclass(frozen=True)
+class ProfileArgs:
+    target: str = field(
+        metadata=opt("an architecture name (edgecnn archs) or a .keras model / run folder", positional=True)
+    )
+    json: bool = _json("print the profile as JSON")
+
+
+@dataclass(frozen=True)
+class ExplainArgs:
+    model: str = field(
+        metadata=opt("model.keras / run folder, or a .tflite (with --method occlusion)", positional=True)
+    )
+    images: tuple[str, ...] = field(
+        default=(), metadata=opt("image files to explain", positional=True, nargs="+", metavar="IMAGE")
+    )
+    json: bool = _json("print the summary as JSON")
+
+
+@dataclass(frozen=True)
+class KerasModelArgs:
+    """One Keras model path and --json: quant-debug."""
+
+    model: str = field(metadata=opt("model.keras or a run folder", positional=True))
+    json: bool = _json()
+
+
+@dataclass(frozen=True)
+class VisualizeArgs:
+    model: str = field(metadata=opt("model.keras or a run folder", positional=True))
+
+
+def options_from(args: argparse.Namespace, cls: type[T], base: T | None = None) -> T:
+    """The options object ``cls``, built by name from the flags given (over ``base``, e.g. a recipe) and
+    checked against its table: a recipe's value out of range is the same one line as a flag's."""
+    options = build_options(cls, vars(args), base)
+    check_options(options)
+    return options
 
 
 # Each command builds its typed options object from the flags and hands it to its pipeline. It
@@ -110,58 +229,25 @@ def print_json(obj: Any) -> None:
 # benchmark, demo, check of a .tflite, doctor) never import TensorFlow.
 # -------------------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace) -> int:
-    from edgecnn.config import TrainConfig, load_train_config  # lazy: see above
-
-    config = load_train_config(args.config) if args.config else TrainConfig()
-    flags = {
-        "arch": args.arch,
-        "data": args.data,
-        "img": args.img,
-        "channels": args.channels,
-        "epochs": args.epochs,
-        "batch": args.batch,
-        "lr": args.lr,
-        "seed": args.seed,
-        "val_fraction": args.val_fraction,
-        "out": args.out,
-        "weights": args.weights,
-        "fine_tune_at": args.fine_tune_at,
-        "fine_tune_epochs": args.fine_tune_epochs,
-        "cache": args.cache,
-        "precision": args.precision,
-        "clip_norm": args.clip_norm,
-        "accumulate": args.accumulate,
-        "devices": args.devices,
-        "lr_scaling": args.lr_scaling,
-        "adversarial": args.adversarial,
-        "adversarial_eps": args.eps,
-    }
-    if args.resume:  # the run continues exactly as its config.yaml records it
-        given = [k for k, v in flags.items() if v is not None] + ["config"] * bool(args.config)
-        given += ["option"] * bool(args.option) + ["no-augment"] * args.no_augment
-        if given or args.freeze_backbone:
-            name = (given or ["freeze-backbone"])[0].replace("_", "-")
-            raise EdgecnnError(f"--resume continues {args.resume} as its config.yaml records it; drop --{name}")
-        recorded = Path(args.resume) / "config.yaml"
+    run = options_from(args, TrainArgs)
+    if run.resume:  # the run continues exactly as its config.yaml records it
+        given = [flag_of(f) for f in dataclasses.fields(TrainConfig) if getattr(args, f.name, None) is not None]
+        if given or run.config:
+            name = (given or ["--config"])[0]
+            raise EdgecnnError(f"--resume continues {run.resume} as its config.yaml records it; drop {name}")
+        recorded = Path(run.resume) / "config.yaml"
         if not recorded.is_file():
-            raise EdgecnnError(f"--resume {args.resume}: not a run folder (no config.yaml); give a run's --out folder")
-        config = load_train_config(recorded)
-        flags = {"out": args.resume}
-    for key, value in flags.items():  # a flag given on the command line overrides the recipe
-        if value is not None:
-            setattr(config, key, value)
-    if args.no_augment:
-        config.augment = False
-    if args.freeze_backbone:
-        config.freeze_backbone = True
-    config.arch_options.update(dict(args.option or []))
+            raise EdgecnnError(f"--resume {run.resume}: not a run folder (no config.yaml); give a run's --out folder")
+        config = dataclasses.replace(load_train_config(recorded), out=run.resume)
+    else:  # a flag given on the command line overrides the recipe
+        config = options_from(args, TrainConfig, load_train_config(run.config) if run.config else None)
     from edgecnn.tasks import check_task, task_of_arch  # lazy: see above
 
     task = task_of_arch(config.arch)  # fail on a bad name before data loading
-    check_task(args.task, task.name, f"architecture {config.arch}")
+    check_task(run.task, task.name, f"architecture {config.arch}")
     from edgecnn.pipelines.train import train  # lazy: see above
 
-    result = train(config, resume=bool(args.resume))
+    result = train(config, resume=bool(run.resume))
     m = result.metrics
     print(
         f"trained {config.arch} on {config.data}: val {task.summary({task.metric: m['val_metric']})} "
@@ -174,38 +260,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from edgecnn.config import load_config  # lazy: see above
-    from edgecnn.pipelines.convert import ConvertOptions, convert, format_report  # lazy: see above
-
-    options = load_config(args.config, ConvertOptions) if args.config else ConvertOptions()
-    flags = {
-        "format": args.format,
-        "io": args.io,
-        "calib": args.calib,
-        "calib_samples": args.calib_samples,
-        "data": args.data,
-        "task": args.task,
-    }
-    options = dataclasses.replace(options, **{k: v for k, v in flags.items() if v is not None})
-    if args.no_eval:
-        options = dataclasses.replace(options, evaluate=False)
-    if args.all_int8:
-        options = dataclasses.replace(options, all_int8=True)
-    if args.onnx:  # an .onnx instead of a .tflite: float32 unless --int8 (or the recipe) names the format
-        fmt = args.format or (options.format if args.config else "float32")
-        options = dataclasses.replace(options, onnx=True, format=fmt, opset=args.opset)
-    elif args.opset is not None:
-        raise EdgecnnError(f"--opset {args.opset} sets the ONNX opset; add --onnx")
-    if args.float_layers:
-        options = dataclasses.replace(options, float_layers=tuple(args.float_layers))
-    if args.debug:
+    run = options_from(args, ConvertArgs)
+    options = options_from(args, ConvertOptions, load_config(run.config, ConvertOptions) if run.config else None)
+    if options.onnx and args.format is None and not run.config:  # float32 unless --int8 (or the recipe) says
+        options = dataclasses.replace(options, format="float32")
+    elif not options.onnx and options.opset is not None:
+        raise EdgecnnError(f"--opset {options.opset} sets the ONNX opset; add --onnx")
+    if run.debug:
         from edgecnn.pipelines.quant_debug import check_debuggable  # lazy: see above
 
         check_debuggable(options.format, options.onnx)  # before the conversion
-    report = convert(args.model, args.output, options)
-    print_json(report.as_dict()) if args.json else print(format_report(report))
-    if args.debug:  # the per-layer report of the model just written, beside it
-        from edgecnn.pipelines.quant_debug import QuantDebugOptions, format_quant_debug, quant_debug  # lazy: see above
+    from edgecnn.pipelines.convert import convert, format_report  # lazy: see above
+
+    report = convert(run.model, run.output, options)
+    print_json(report.as_dict()) if run.json else print(format_report(report))
+    if run.debug:  # the per-layer report of the model just written, beside it
+        from edgecnn.pipelines.quant_debug import format_quant_debug, quant_debug  # lazy: see above
 
         debug = QuantDebugOptions(
             float_layers=options.float_layers,
@@ -214,49 +284,35 @@ def cmd_convert(args: argparse.Namespace) -> int:
             data=options.data,
             out=str(Path(report.output).with_suffix("")) + "_quant_debug",
         )
-        result = quant_debug(args.model, debug)
-        print_json(result.as_dict()) if args.json else print(format_quant_debug(result))
+        result = quant_debug(run.model, debug)
+        print_json(result.as_dict()) if run.json else print(format_quant_debug(result))
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from edgecnn.pipelines.evaluate import EvalOptions, evaluate, format_eval  # lazy: see above
+    from edgecnn.pipelines.evaluate import evaluate, format_eval  # lazy: see above
 
-    options = EvalOptions(
-        args.data, args.split, args.plots, args.task, args.threads, args.delegate, args.device, provider=args.provider
-    )
-    if args.attack:
-        options = dataclasses.replace(options, attack=args.attack, eps=args.eps, steps=args.steps)
-    elif args.eps is not None or args.steps is not None:
+    run, options = options_from(args, ModelArgs), options_from(args, EvalOptions)
+    if options.attack is None and (options.eps is not None or options.steps is not None):
         raise EdgecnnError("--eps and --steps set an adversarial attack; add --attack fgsm or --attack pgd")
-    result = evaluate(args.model, options)
-    print_json(result) if args.json else print(format_eval(result))
+    result = evaluate(run.model, options)
+    print_json(result) if run.json else print(format_eval(result))
     return 0
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from edgecnn.benchmarks.latency import format_table, format_undelegated  # lazy: see above
     from edgecnn.demo.pipeline import format_stages  # lazy: see above
-    from edgecnn.pipelines.benchmark import BenchmarkOptions, benchmark  # lazy: see above
+    from edgecnn.pipelines.benchmark import benchmark  # lazy: see above
 
-    options = BenchmarkOptions(
-        args.warmup,
-        args.runs,
-        args.seconds,
-        args.task,
-        args.threads,
-        args.delegate,
-        args.device,
-        args.source,
-        provider=args.provider,
-    )
-    results = benchmark(args.models, options)
-    if args.json:
+    run, common = options_from(args, BenchmarkArgs), options_from(args, CommonArgs)
+    results = benchmark(list(run.models), options_from(args, BenchmarkOptions))
+    if run.json:
         for result in results:
             print_json(result.as_dict())
     else:
         print(format_table(results))
-        if args.verbose:
+        if common.verbose:
             for result in results:
                 print(format_undelegated(result))
         for result in results:
@@ -272,28 +328,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from edgecnn.demo.pipeline import format_stages  # lazy: see above
-    from edgecnn.pipelines.demo import DemoOptions, demo  # lazy: see above
+    from edgecnn.pipelines.demo import demo  # lazy: see above
 
-    options = DemoOptions(
-        model=args.model,
-        source=args.source,
-        loop=args.loop,
-        max_retries=args.max_retries,
-        save=args.save,
-        no_display=args.no_display,
-        max_frames=args.max_frames,
-        top_k=args.top_k,
-        threshold=args.threshold,
-        task=args.task,
-        threads=args.threads,
-        delegate=args.delegate,
-        device=args.device,
-        provider=args.provider,
-        serve=args.serve,
-        verbose=args.verbose,
-    )
-    summary = demo(options)
-    if args.json:
+    summary = demo(options_from(args, DemoOptions))
+    if options_from(args, DemoArgs).json:
         print_json(summary)
         return 0
     print(
@@ -306,468 +344,243 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
-    from edgecnn.pipelines.optimize import OptimizeConfig  # lazy: see above
-
-    config = OptimizeConfig(
-        prune=args.prune,
-        prune_schedule=args.prune_schedule,
-        structured=args.structured,
-        prune_block=args.prune_block,
-        cluster=args.cluster,
-        qat=args.qat,
-        distill_from=args.distill_from,
-        temperature=args.temperature,
-        alpha=args.alpha,
-        epochs=args.epochs,
-        distill_epochs=args.distill_epochs,
-        lr=args.lr,
-        seed=args.seed,
-        out=args.out,
-        data=args.data,
-    )
+    run, config = options_from(args, OptimizeArgs), options_from(args, OptimizeConfig)
     config.steps()  # "nothing to do" before TensorFlow starts
     from edgecnn.training.keras_io import check_keras_path  # lazy: see above
 
-    check_keras_path(args.model)  # missing or wrong files fail before any work
-    if args.distill_from:
-        check_keras_path(args.distill_from)
-    if args.task:
+    check_keras_path(run.model)  # missing or wrong files fail before any work
+    if config.distill_from:
+        check_keras_path(config.distill_from)
+    if run.task:
         from edgecnn.metadata import read_keras_info  # lazy: see above
         from edgecnn.tasks import check_task  # lazy: see above
 
-        info = read_keras_info(check_keras_path(args.model))
-        check_task(args.task, info.task if info else "classify", str(args.model))
+        info = read_keras_info(check_keras_path(run.model))
+        check_task(run.task, info.task if info else "classify", str(run.model))
     from edgecnn.optimize.report import markdown  # lazy: see above
     from edgecnn.pipelines.optimize import optimize  # lazy: see above
 
-    print(markdown(optimize(args.model, config)))
+    print(markdown(optimize(run.model, config)))
     return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from edgecnn.pipelines.explain import ExplainOptions, explain, format_explain  # lazy: see above
+    from edgecnn.pipelines.explain import explain, format_explain  # lazy: see above
 
-    options = ExplainOptions(method=args.method, layer=args.layer, target=args.target_class, out=args.out)
-    report = explain(args.model, args.images, options)
-    print_json(report.as_dict()) if args.json else print(format_explain(report))
+    run = options_from(args, ExplainArgs)
+    report = explain(run.model, list(run.images), options_from(args, ExplainOptions))
+    print_json(report.as_dict()) if run.json else print(format_explain(report))
     return 0
 
 
 def cmd_visualize(args: argparse.Namespace) -> int:
-    from edgecnn.pipelines.visualize import VisualizeOptions, format_visualize, visualize  # lazy: see above
+    from edgecnn.pipelines.visualize import format_visualize, visualize  # lazy: see above
 
-    options = VisualizeOptions(filters=args.filters, maps=args.maps, image=args.image, out=args.out)
-    print(format_visualize(visualize(args.model, options)))
+    run = options_from(args, VisualizeArgs)
+    print(format_visualize(visualize(run.model, options_from(args, VisualizeOptions))))
     return 0
 
 
 def cmd_quant_debug(args: argparse.Namespace) -> int:
-    from edgecnn.pipelines.quant_debug import QuantDebugOptions, format_quant_debug, quant_debug  # lazy: see above
+    from edgecnn.pipelines.quant_debug import format_quant_debug, quant_debug  # lazy: see above
 
-    options = QuantDebugOptions(
-        float_layers=tuple(args.float_layers or ()),
-        top=args.top,
-        samples=args.samples,
-        calib=args.calib,
-        data=args.data,
-        out=args.out,
-    )
-    report = quant_debug(args.model, options)
-    print_json(report.as_dict()) if args.json else print(format_quant_debug(report))
+    run = options_from(args, KerasModelArgs)
+    report = quant_debug(run.model, options_from(args, QuantDebugOptions))
+    print_json(report.as_dict()) if run.json else print(format_quant_debug(report))
     return 0
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from edgecnn.edgetpu.check import format_check  # lazy: see above
-    from edgecnn.pipelines.check import CheckOptions, check_model  # lazy: see above
+    from edgecnn.pipelines.check import check_model  # lazy: see above
 
-    options = CheckOptions(args.edgetpu, args.runtime, args.img, args.channels, args.classes)
-    report = check_model(args.model, options)
-    print_json(report.as_dict()) if args.json else print(format_check(report))
+    run = options_from(args, CheckArgs)
+    report = check_model(run.model, options_from(args, CheckOptions))
+    print_json(report.as_dict()) if run.json else print(format_check(report))
     return 0 if report.fully_mapped else 1
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from edgecnn.doctor import DoctorOptions, run_doctor  # lazy: see above
+    from edgecnn.doctor import run_doctor  # lazy: see above
 
-    return run_doctor(DoctorOptions(no_cameras=args.no_cameras, json=args.json))
+    return run_doctor(options_from(args, DoctorOptions))
 
 
 def cmd_archs(args: argparse.Namespace) -> int:
     from edgecnn.pipelines.archs import all_stats, format_table  # lazy: see above
 
-    rows = all_stats(use_cache=not args.no_cache)
-    print_json([dataclasses.asdict(r) for r in rows]) if args.json else print(format_table(rows))
+    run = options_from(args, ArchsArgs)
+    rows = all_stats(use_cache=not run.no_cache)
+    print_json([dataclasses.asdict(r) for r in rows]) if run.json else print(format_table(rows))
     return 0
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from edgecnn.pipelines.archs import ProfileOptions, profile_target  # lazy: see above
+    from edgecnn.pipelines.archs import profile_target  # lazy: see above
     from edgecnn.profile import format_profile  # lazy: see above
 
-    profile = profile_target(args.target, ProfileOptions(args.img, args.channels, args.classes, args.int8))
-    print_json(profile.as_dict()) if args.json else print(format_profile(profile))
+    run = options_from(args, ProfileArgs)
+    profile = profile_target(run.target, options_from(args, ProfileOptions))
+    print_json(profile.as_dict()) if run.json else print(format_profile(profile))
     return 0
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from edgecnn.pipelines.quickstart import quickstart  # lazy: see above
 
-    quickstart(args.out, epochs=args.epochs, arch=args.arch)
+    options = options_from(args, QuickstartOptions)
+    quickstart(options.out, epochs=options.epochs, arch=options.arch)
     return 0
 
 
 # ---------------------------------------------------------------------------------------- parser
-def _task_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--task",
-        choices=tuple(TASKS),
-        help="optional: taken from the architecture or the model's metadata; when given it must agree",
-    )
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its handler, its one-line help and its option tables (the CLI's own, then the
+    pipeline's); every field of every table becomes a flag (or a positional argument)."""
+
+    name: str
+    run: Handler
+    help: str
+    tables: tuple[type, ...]
 
 
-def _runtime_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--threads", type=thread_count, default=None, help="interpreter threads (default: all cores; at most 4x cores)"
-    )
-    p.add_argument(
-        "--delegate",
-        choices=DELEGATES,
-        default="xnnpack",
-        help="none: plain kernels; xnnpack: LiteRT's CPU delegate (default); edgetpu: Coral",
-    )
-    p.add_argument("--device", default=None, help="Edge TPU device, e.g. usb:0 or pci:0 (with --delegate edgetpu)")
-    p.add_argument(
-        "--provider",
-        choices=tuple(PROVIDERS),
-        default=None,
-        help=".onnx models: the ONNX Runtime execution provider (default cpu); tensorrt caches its engine beside "
-        "the model",
-    )
+COMMANDS = (
+    Command(
+        "quickstart",
+        cmd_quickstart,
+        "train, convert, evaluate, benchmark and demo on bundled digits",
+        (QuickstartOptions,),
+    ),
+    Command("train", cmd_train, "train an architecture on a dataset and write a run folder", (TrainArgs, TrainConfig)),
+    Command(
+        "convert",
+        cmd_convert,
+        "convert a Keras model to .tflite with metadata and an accuracy report",
+        (ConvertArgs, ConvertOptions),
+    ),
+    Command(
+        "optimize",
+        cmd_optimize,
+        "prune, cluster, quantization-aware training, distillation; compared",
+        (OptimizeArgs, OptimizeConfig),
+    ),
+    Command(
+        "eval",
+        cmd_eval,
+        "accuracy of a .keras, .tflite or .onnx model on a dataset's validation split",
+        (ModelArgs, EvalOptions),
+    ),
+    Command(
+        "benchmark",
+        cmd_benchmark,
+        "latency, FPS and memory of .tflite and .onnx models (one table)",
+        (BenchmarkArgs, BenchmarkOptions),
+    ),
+    Command("demo", cmd_demo, "camera/video/image demo with overlays; runs on a Raspberry Pi", (DemoArgs, DemoOptions)),
+    Command(
+        "check",
+        cmd_check,
+        "will it run on the Edge TPU? per op/layer, before you train or compile",
+        (CheckArgs, CheckOptions),
+    ),
+    Command(
+        "doctor",
+        cmd_doctor,
+        "check this machine: Python, numpy, interpreter, Edge TPU, compiler, cameras",
+        (DoctorOptions,),
+    ),
+    Command(
+        "archs", cmd_archs, "the registered architectures: family, params, MACs, input size, Edge TPU", (ArchsArgs,)
+    ),
+    Command(
+        "profile",
+        cmd_profile,
+        "per-layer shapes, params, MACs, receptive field and activation memory",
+        (ProfileArgs, ProfileOptions),
+    ),
+    Command(
+        "explain",
+        cmd_explain,
+        "why a classifier predicts what it does: heatmap overlays as PNG",
+        (ExplainArgs, ExplainOptions),
+    ),
+    Command(
+        "visualize",
+        cmd_visualize,
+        "a convolution's filters and a layer's feature maps, as PNG grids",
+        (VisualizeArgs, VisualizeOptions),
+    ),
+    Command(
+        "quant-debug",
+        cmd_quant_debug,
+        "which Keras layers int8 hurts: per-layer error, ranked, with an action each",
+        (KerasModelArgs, QuantDebugOptions),
+    ),
+)
 
 
-def _quant_debug_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--float-layers",
-        nargs="+",
-        dest="float_layers",
-        metavar="NAME",
-        help="int8: keep these Keras layers in float (mixed int8/float); see edgecnn quant-debug",
-    )
+def _help(f: dataclasses.Field, declared: Opt, kind: type) -> str:  # type: ignore[type-arg]
+    """The declared help, then the range and the default where they say something: "(1 or more; default: 10)"."""
+    default = f.default
+    silent = any(default is nothing for nothing in (dataclasses.MISSING, None, False, True)) or default == ()
+    notes = [declared.range.allowed(kind is int)] if declared.range is not None else []
+    notes += [] if silent or declared.required else [f"default: {default}"]
+    return f"{declared.help} ({'; '.join(notes)})" if notes else declared.help
+
+
+def _argument(f: dataclasses.Field, declared: Opt, kind: type) -> dict[str, Any]:  # type: ignore[type-arg]
+    """add_argument's keywords for field ``f``: a bool is a switch to the other value, a number is checked
+    against its range, a repeated flag appends; no default, so a flag not given leaves the recipe's value."""
+    spec: dict[str, Any] = {"help": _help(f, declared, kind)}
+    if declared.version:
+        return {"help": declared.help, "action": "version", "version": f.default}
+    if kind is bool:
+        return spec | {"dest": f.name, "action": "store_const", "const": f.default is not True, "default": None}
+    if declared.parse is not None:
+        spec["type"] = text_type(declared.parse)
+    elif declared.range is not None:
+        spec["type"] = number_type(kind, declared.range)
+    elif kind in (int, float):
+        spec["type"] = kind
+    if declared.repeat:
+        spec["action"] = "append"
+    metavar = declared.metavar
+    if metavar is None and declared.flag and declared.choices is None:  # --eps EPS, not ADVERSARIAL_EPS
+        metavar = declared.flag.lstrip("-").replace("-", "_").upper()
+    optional = {"choices": declared.choices, "nargs": declared.nargs, "metavar": metavar}
+    spec |= {key: value for key, value in optional.items() if value is not None}
+    if declared.positional:
+        return spec
+    return spec | {"dest": f.name, "default": None, "required": declared.required}
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One flag (or positional argument) per option field of the dataclass ``cls``, from its ``opt``
+    metadata. A field with ``choice_flags`` becomes one switch per choice (convert's --int8, --float16, ...)."""
+    kinds = value_types(cls)
+    for f in dataclasses.fields(cls):
+        declared = option_of(f)
+        if declared is None or not declared.cli:
+            continue
+        if declared.choice_flags is not None:
+            group = parser.add_mutually_exclusive_group()
+            for name, help in declared.choice_flags().items():
+                group.add_argument(f"--{name}", dest=f.name, action="store_const", const=name, help=help)
+            continue
+        names = [f.name] if declared.positional else [*declared.aliases, flag_of(f)]
+        parser.add_argument(*names, **_argument(f, declared, kinds[f.name]))
 
 
 def build_parser() -> Parser:
-    from edgecnn.convert.formats import FORMATS, IO_TYPES  # lazy: see above
-    from edgecnn.convert.onnx import DEFAULT_OPSET, OPSETS  # lazy: see above
-    from edgecnn.pipelines.explain import METHODS  # lazy: see above
-    from edgecnn.pipelines.robustness import ATTACK_NAMES  # lazy: see above
-
     parser = Parser(prog="edgecnn", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"edgecnn {__version__}")
+    add_options(parser, ProgramArgs)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-
-    def command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
-        p.add_argument("-v", "--verbose", action="store_true", help="say which runtime and settings are used")
-        p.set_defaults(func=handler)
-        return p
-
-    p = command("quickstart", cmd_quickstart, "train, convert, evaluate, benchmark and demo on bundled digits")
-    p.add_argument("--out", default="runs/quickstart", help="folder for everything it writes")
-    p.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default: the recipe's)")
-    p.add_argument("--arch", default=None, help="architecture (default: lenet5)")
-
-    p = command("train", cmd_train, "train an architecture on a dataset and write a run folder")
-    p.add_argument("--config", help="YAML recipe (e.g. training/lenet5_digits.yaml); flags override it")
-    p.add_argument("--arch", help="architecture name (edgecnn archs); its task picks the data format and loss")
-    p.add_argument(
-        "--data",
-        help="classify: 'digits' or a folder of class subfolders; detect: 'shapes' or a COCO/YOLO folder; "
-        "segment: 'shapes-seg' or a folder with images/ and masks/ (default: the task's built-in)",
-    )
-    _task_option(p)
-    p.add_argument("--img", type=image_size, help=f"input height and width in pixels ({MIN_IMG}..{MAX_IMG})")
-    p.add_argument("--channels", type=int, choices=(1, 3), help="1 (gray) or 3 (RGB); default: the data's")
-    p.add_argument("--epochs", type=positive_int)
-    p.add_argument("--batch", type=positive_int)
-    p.add_argument("--lr", type=positive_float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--val-fraction", type=open_fraction, dest="val_fraction", help="share held out, in (0, 1)")
-    p.add_argument("--no-augment", action="store_true", help="no random shifts and zooms")
-    p.add_argument(
-        "--cache",
-        metavar="memory|PREFIX",
-        help="keep a streamed dataset's decoded images after the first epoch: in RAM ('memory', for sets that "
-        "fit) or in files PREFIX-* (reused by later runs on the same files); default: decode every epoch",
-    )
-    p.add_argument(
-        "--option",
-        action="append",
-        type=parse_option,
-        metavar="KEY=VALUE",
-        help="architecture option, e.g. alpha=0.5 (repeatable)",
-    )
-    p.add_argument("--weights", help="initial weights: 'imagenet' (keras.applications) or a .keras/.h5/run folder")
-    p.add_argument(
-        "--freeze-backbone", action="store_true", dest="freeze_backbone", help="train only the head (with --weights)"
-    )
-    p.add_argument(
-        "--fine-tune-at",
-        dest="fine_tune_at",
-        metavar="LAYER",
-        help="after the head phase, unfreeze from this layer index or name and train on at a lower lr",
-    )
-    p.add_argument("--fine-tune-epochs", type=positive_int, dest="fine_tune_epochs")
-    p.add_argument(
-        "--precision",
-        choices=PRECISIONS,
-        help="mixed_float16 (GPUs with tensor cores) or mixed_bfloat16: faster training there (emulated and slower "
-        "on most CPUs); model.keras and every export stay float32",
-    )
-    p.add_argument("--clip-norm", type=positive_float, dest="clip_norm", help="clip the gradient to this global norm")
-    p.add_argument(
-        "--accumulate",
-        type=positive_int,
-        metavar="N",
-        help="sum the gradients of N micro-batches of --batch, then update once (a batch of N x --batch in the "
-        "memory of one; BatchNorm still sees micro-batches)",
-    )
-    p.add_argument(
-        "--devices",
-        metavar="N|all",
-        help="MirroredStrategy over the first N visible GPUs (default: all); with TF_CONFIG set, one worker of a "
-        "multi-worker run. --batch is per device: global batch = batch x devices x accumulate",
-    )
-    p.add_argument(
-        "--lr-scaling",
-        choices=LR_SCALING_RULES,
-        dest="lr_scaling",
-        help="scale --lr with the global batch: linear or sqrt in devices x accumulate (default none)",
-    )
-    p.add_argument(
-        "--adversarial",
-        metavar="fgsm|pgd",
-        help="adversarial training: the first half of every batch replaced by attacked images (the other half "
-        "clean), crafted against the current weights",
-    )
-    p.add_argument(
-        "--eps",
-        type=number_in(0.0, 1.0, low_open=True),
-        help="--adversarial budget, a fraction of the 0-1 pixel range (default 0.1)",
-    )
-    p.add_argument("--resume", metavar="RUN", help="continue a killed run from its last checkpoint (no other flags)")
-    p.add_argument("--out", help="run folder (default: runs/train)")
-
-    p = command("convert", cmd_convert, "convert a Keras model to .tflite with metadata and an accuracy report")
-    p.add_argument("model", help="model.keras or a run folder")
-    group = p.add_mutually_exclusive_group()
-    for name, fmt in FORMATS.items():
-        group.add_argument(f"--{name}", dest="format", action="store_const", const=name, help=fmt.help)
-    p.add_argument("--config", help="YAML conversion recipe (e.g. convert/int8.yaml); flags override it")
-    p.add_argument("--io", choices=IO_TYPES, help="int8 input/output type (default uint8)")
-    p.add_argument(
-        "--all-int8",
-        action="store_true",
-        dest="all_int8",
-        help="--int8: quantize every op, also those XNNPACK runs only in float (for NPUs and microcontrollers)",
-    )
-    p.add_argument("--calib", help="calibration images: 'digits', a folder, or 'random' (default: run's val data)")
-    p.add_argument("--calib-samples", type=positive_int, dest="calib_samples", help="default 200")
-    p.add_argument("--data", help="evaluation data for the report (default: the model's own dataset)")
-    p.add_argument("--no-eval", action="store_true", help="skip the accuracy check")
-    p.add_argument(
-        "--debug",
-        action="store_true",
-        help="int8: also write the per-layer quantization report (edgecnn quant-debug) beside the .tflite",
-    )
-    _quant_debug_options(p)
-    p.add_argument(
-        "--onnx",
-        action="store_true",
-        help="write an .onnx for ONNX Runtime (tf2onnx) instead of a .tflite: float32, or int8 QDQ with --int8",
-    )
-    p.add_argument(
-        "--opset",
-        type=whole_number(*OPSETS),
-        help=f"--onnx: the ONNX opset, {OPSETS[0]}..{OPSETS[1]} (default {DEFAULT_OPSET})",
-    )
-    p.add_argument("-o", "--output", help="output .tflite (.onnx with --onnx) path (default: beside the model)")
-    _task_option(p)
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-
-    p = command("optimize", cmd_optimize, "prune, cluster, quantization-aware training, distillation; compared")
-    p.add_argument("model", help="a run folder or model.keras (its dataset is used for fine-tuning)")
-    p.add_argument(
-        "--prune", type=open_fraction, metavar="SPARSITY", help="magnitude pruning to this sparsity in (0, 1), e.g. 0.8"
-    )
-    p.add_argument("--prune-schedule", choices=("polynomial", "constant"), default="polynomial", dest="prune_schedule")
-    p.add_argument("--structured", choices=("2:4",), help="N:M structured sparsity (with --prune)")
-    p.add_argument(
-        "--prune-block",
-        type=positive_int,
-        default=1,
-        dest="prune_block",
-        help="prune Dense kernels in blocks of N input weights (compresses better; e.g. 4)",
-    )
-    p.add_argument("--cluster", type=whole_number(2), metavar="N", help="weight clustering to N clusters, e.g. 16")
-    p.add_argument("--qat", action="store_true", help="quantization-aware training (keeps sparsity/clusters)")
-    p.add_argument("--distill-from", dest="distill_from", metavar="TEACHER", help="teacher .keras or run folder")
-    p.add_argument("--temperature", type=positive_float, default=4.0)
-    p.add_argument("--alpha", type=fraction, default=0.1, help="weight of the hard-label loss in distillation (0..1)")
-    p.add_argument("--epochs", type=positive_int, default=4, help="fine-tuning epochs per step")
-    p.add_argument("--distill-epochs", type=positive_int, dest="distill_epochs", help="default: the run's epochs")
-    p.add_argument("--lr", type=positive_float, default=1e-4, help="fine-tuning learning rate")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="output folder (default: RUN/optimized)")
-    p.add_argument(
-        "--data",
-        help="fine-tuning data ('digits' or a folder of class subfolders): needed for a Keras model edgecnn did "
-        "not train; default: the run's own dataset",
-    )
-    _task_option(p)
-
-    p = command("eval", cmd_eval, "accuracy of a .keras, .tflite or .onnx model on a dataset's validation split")
-    p.add_argument("model")
-    p.add_argument("--data", help="dataset (default: the one the model was trained on)")
-    p.add_argument(
-        "--split",
-        choices=SPLITS,
-        help="which images: val or train (the model's seeded split) or all; default: val of the model's own "
-        "dataset, all of any other (a test set)",
-    )
-    p.add_argument("--plots", action="store_true", help="write a confusion-matrix PNG beside the model")
-    p.add_argument(
-        "--attack",
-        choices=ATTACK_NAMES,
-        help="also measure top-1 on adversarial images crafted on the Keras model (for a .tflite: on its source "
-        "model.keras, then transferred)",
-    )
-    p.add_argument("--eps", type=number_in(0.0, 1.0, low_open=True), help="attack budget, a fraction of 0-255 (0.1)")
-    p.add_argument("--steps", type=positive_int, help="PGD steps (default 10)")
-    _task_option(p)
-    p.add_argument("--json", action="store_true")
-    _runtime_options(p)
-
-    p = command("benchmark", cmd_benchmark, "latency, FPS and memory of .tflite and .onnx models (one table)")
-    p.add_argument("models", nargs="+")
-    p.add_argument("--warmup", type=non_negative_int, default=10)
-    p.add_argument("--runs", type=positive_int, default=100)
-    p.add_argument("--seconds", type=positive_float, default=None, help="time budget instead of --runs")
-    p.add_argument(
-        "--source",
-        help="also run the whole demo pipeline (headless) on this video, camera or image folder for --runs "
-        "frames: per-stage times beside the invoke-only numbers",
-    )
-    p.add_argument("--json", action="store_true", help="one JSON object per model")
-    _task_option(p)
-    _runtime_options(p)
-
-    p = command("demo", cmd_demo, "camera/video/image demo with overlays; runs on a Raspberry Pi")
-    p.add_argument("--model", required=True)
-    p.add_argument(
-        "--source",
-        default="0",
-        help="camera index, picam or picam:WxH (Raspberry Pi camera), a GStreamer pipeline, video file, image, "
-        "folder or glob (default 0)",
-    )
-    p.add_argument("--loop", action="store_true", help="replay a video or image folder forever (kiosk, soak test)")
-    p.add_argument(
-        "--max-retries",
-        type=non_negative_int,
-        default=5,
-        dest="max_retries",
-        help="reconnect tries with backoff when a camera is lost (default 5)",
-    )
-    p.add_argument("--save", help="write the annotated video here (.mp4)")
-    p.add_argument("--no-display", action="store_true", help="no window (headless boards)")
-    p.add_argument(
-        "--serve",
-        metavar="[HOST:]PORT",
-        help="live view over HTTP: MJPEG stream, a page and stats (127.0.0.1 unless HOST is given; 0 picks a port)",
-    )
-    p.add_argument("--max-frames", type=positive_int, dest="max_frames")
-    p.add_argument("--top-k", type=positive_int, default=3, dest="top_k")
-    p.add_argument("--threshold", type=fraction, default=0.4, help="detect: the lowest score drawn (default 0.4)")
-    _task_option(p)
-    p.add_argument("--json", action="store_true")
-    _runtime_options(p)
-
-    p = command("check", cmd_check, "will it run on the Edge TPU? per op/layer, before you train or compile")
-    p.add_argument("model", help="a .tflite model, a .keras model or run folder, or an architecture name")
-    p.add_argument("--edgetpu", action="store_true", help="check that every op maps to the Coral Edge TPU")
-    p.add_argument(
-        "--runtime",
-        type=positive_int,
-        default=DEFAULT_RUNTIME,
-        help=f"Edge TPU runtime version to check for (default {DEFAULT_RUNTIME}, the last public release)",
-    )
-    p.add_argument(
-        "--img", type=image_size, help=f"input size when MODEL is an architecture name ({MIN_IMG}..{MAX_IMG})"
-    )
-    p.add_argument("--channels", type=int, choices=(1, 3), default=3, help="for an architecture name")
-    p.add_argument("--classes", type=positive_int, default=1000, help="for an architecture name")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-
-    p = command("doctor", cmd_doctor, "check this machine: Python, numpy, interpreter, Edge TPU, compiler, cameras")
-    p.add_argument("--json", action="store_true", help="print the findings as JSON")
-    p.add_argument("--no-cameras", action="store_true", dest="no_cameras", help="skip probing cameras 0-3")
-
-    p = command("archs", cmd_archs, "the registered architectures: family, params, MACs, input size, Edge TPU")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--no-cache", action="store_true", dest="no_cache", help="re-measure every architecture")
-
-    p = command("profile", cmd_profile, "per-layer shapes, params, MACs, receptive field and activation memory")
-    p.add_argument("target", help="an architecture name (edgecnn archs) or a .keras model / run folder")
-    p.add_argument("--img", type=image_size, help=f"input size for an architecture ({MIN_IMG}..{MAX_IMG})")
-    p.add_argument("--channels", type=int, choices=(1, 3), default=3)
-    p.add_argument("--classes", type=positive_int, default=1000)
-    p.add_argument("--int8", action="store_true", help="activation memory at 1 byte per element (default 4)")
-    p.add_argument("--json", action="store_true")
-
-    p = command("explain", cmd_explain, "why a classifier predicts what it does: heatmap overlays as PNG")
-    p.add_argument("model", help="model.keras / run folder, or a .tflite (with --method occlusion)")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files to explain")
-    p.add_argument(
-        "--method",
-        choices=tuple(METHODS),
-        default="gradcam",
-        help="gradcam (default), saliency, smoothgrad: gradients of a Keras model; occlusion: any model, "
-        "int8 .tflite included, without TensorFlow",
-    )
-    p.add_argument("--layer", metavar="NAME", help="Grad-CAM's layer (default: the last convolution, nested too)")
-    p.add_argument(
-        "--class", type=non_negative_int, dest="target_class", metavar="K", help="explain class K (default: predicted)"
-    )
-    p.add_argument("--out", required=True, help="folder for the overlay PNGs, the grid and explain.json")
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-
-    p = command("visualize", cmd_visualize, "a convolution's filters and a layer's feature maps, as PNG grids")
-    p.add_argument("model", help="model.keras or a run folder")
-    p.add_argument("--filters", metavar="LAYER", help="draw this convolution's kernels (default: the first conv)")
-    p.add_argument("--maps", metavar="LAYER", help="draw this layer's output channels for --image")
-    p.add_argument("--image", metavar="IMG", help="the input image for --maps")
-    p.add_argument("--out", required=True, help="folder for the PNGs and visualize.json")
-
-    p = command(
-        "quant-debug", cmd_quant_debug, "which Keras layers int8 hurts: per-layer error, ranked, with an action each"
-    )
-    p.add_argument("model", help="model.keras or a run folder")
-    _quant_debug_options(p)
-    p.add_argument(
-        "--top",
-        type=positive_int,
-        default=3,
-        help="how many of the worst layers to suggest in float, each with the layers reading its output (default 3)",
-    )
-    p.add_argument(
-        "--samples", type=positive_int, default=200, help="training images the ranking is measured on (default 200)"
-    )
-    p.add_argument("--calib", help="calibration images: 'digits', a folder, or 'random' (default: run's val data)")
-    p.add_argument(
-        "--data", help="dataset to rank and measure on (default: the run's; needed for a model edgecnn did not train)"
-    )
-    p.add_argument("--out", help="report folder (default: beside the model, MODEL_quant_debug/)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.help)
+        p.set_defaults(func=command.run)
+        for table in (CommonArgs, *command.tables):
+            add_options(p, table)
     return parser
 
 

@@ -32,12 +32,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgecnn.config import opt
 from edgecnn.edgetpu.compiler import find_compiler
 from edgecnn.errors import EdgecnnError
 from edgecnn.quiet import native_stderr_silenced
@@ -498,8 +499,8 @@ def format_doctor(findings: list[Finding], seconds: float | None = None) -> str:
 # ------------------------------------------------------------------------------------- command
 @dataclass(frozen=True)
 class DoctorOptions:
-    no_cameras: bool = False  # skip probing cameras 0-3
-    json: bool = False  # print the findings as JSON
+    no_cameras: bool = field(default=False, metadata=opt("skip probing cameras 0-3"))
+    json: bool = field(default=False, metadata=opt("print the findings as JSON"))
 
 
 def run_doctor(options: DoctorOptions = DoctorOptions()) -> int:

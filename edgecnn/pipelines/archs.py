@@ -20,6 +20,7 @@ from edgecnn.archs import create
 from edgecnn.archs.registry import get_arch, list_archs
 from edgecnn.fileio import write_text
 from edgecnn.keras_env import keras
+from edgecnn.pipelines.options import ProfileOptions
 from edgecnn.profile import profile_model
 from edgecnn.tasks import get_task
 from edgecnn.training.keras_io import load_keras
@@ -110,14 +111,6 @@ def format_table(rows: list[ArchStats]) -> str:
             + row[-1]
         )
     return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class ProfileOptions:
-    img: int | None = None  # input size for an architecture name (default: its own)
-    channels: int = 3
-    classes: int = 1000
-    int8: bool = False  # activation memory at 1 byte per element (default 4)
 
 
 def profile_target(target: str, options: ProfileOptions = ProfileOptions()) -> Any:

@@ -9,26 +9,34 @@ invoke ms at the same threads).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edgecnn.benchmarks.latency import BenchmarkResult, benchmark_model
+from edgecnn.config import POSITIVE, Range, opt
 from edgecnn.demo.pipeline import LoopOptions, run_demo
 from edgecnn.demo.sources import open_source
+from edgecnn.pipelines.options import DELEGATE, DEVICE, PROVIDER, TASK, THREADS
 from edgecnn.runtime.open import check_runtime_flags, open_model, read_model_info
 from edgecnn.tasks import check_task
 
 
 @dataclass(frozen=True)
 class BenchmarkOptions:
-    warmup: int = 10
-    runs: int = 100
-    seconds: float | None = None  # a time budget instead of ``runs``
-    task: str | None = None  # --task: optional, must agree with every model's record
-    threads: int | None = None
-    delegate: str = "xnnpack"
-    device: str | None = None
-    source: str | None = None  # also run the demo pipeline on this video, camera or image folder
-    provider: str | None = None  # --provider: the .onnx models' ONNX Runtime execution provider (None: cpu)
+    warmup: int = field(default=10, metadata=opt("untimed runs first", range=Range(0)))
+    runs: int = field(default=100, metadata=opt("timed runs", range=Range(1)))
+    seconds: float | None = field(default=None, metadata=opt("time budget instead of --runs", range=POSITIVE))
+    task: str | None = field(default=None, metadata=TASK)  # must agree with every model's record
+    threads: int | None = field(default=None, metadata=THREADS)
+    delegate: str = field(default="xnnpack", metadata=DELEGATE)
+    device: str | None = field(default=None, metadata=DEVICE)
+    source: str | None = field(  # also run the demo pipeline on this video, camera or image folder
+        default=None,
+        metadata=opt(
+            "also run the whole demo pipeline (headless) on this video, camera or image folder for --runs "
+            "frames: per-stage times beside the invoke-only numbers"
+        ),
+    )
+    provider: str | None = field(default=None, metadata=PROVIDER)  # the .onnx models' (None: cpu)
 
 
 def benchmark(models: list[str | os.PathLike], options: BenchmarkOptions) -> list[BenchmarkResult]:

@@ -11,16 +11,18 @@ verdict is never a guess about a layer edgecnn's table does not know (``TFOpLamb
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgecnn.config import IMAGE_SIZE, Range, check_options, opt
 from edgecnn.edgetpu.check import CheckReport, check_tflite
 from edgecnn.edgetpu.ops import DEFAULT_RUNTIME
 from edgecnn.errors import EdgecnnError
 from edgecnn.metadata import ModelInfo
+from edgecnn.pipelines.options import CHANNELS, CLASSES
 from edgecnn.tasks import get_task
 
 PLACEMENT_SAMPLES = 8  # calibration images for op placement (uniform noise, seeded)
@@ -28,17 +30,23 @@ PLACEMENT_SAMPLES = 8  # calibration images for op placement (uniform noise, see
 
 @dataclass(frozen=True)
 class CheckOptions:
-    edgetpu: bool = False  # the only check today; required so that later checks get their own flag
-    runtime: int = DEFAULT_RUNTIME  # Edge TPU runtime version to check against
-    img: int | None = None  # for an architecture name (default: its own size)
-    channels: int = 3
-    classes: int = 1000
+    edgetpu: bool = field(  # the only check today; required so that later checks get their own flag
+        default=False, metadata=opt("check that every op maps to the Coral Edge TPU")
+    )
+    runtime: int = field(
+        default=DEFAULT_RUNTIME,
+        metadata=opt("Edge TPU runtime version to check for; the default is the last public release", range=Range(1)),
+    )
+    img: int | None = field(  # default: the architecture's own size
+        default=None, metadata=opt("input size when MODEL is an architecture name", range=IMAGE_SIZE)
+    )
+    channels: int = field(default=3, metadata=CHANNELS)
+    classes: int = field(default=1000, metadata=CLASSES)
 
     def validate(self) -> None:
         if not self.edgetpu:
             raise EdgecnnError("nothing to check; add --edgetpu (the Coral Edge TPU check)")
-        if self.runtime < 1:
-            raise EdgecnnError(f"--runtime must be 1 or more, got {self.runtime}")
+        check_options(self)
 
 
 def check_model(target: str, options: CheckOptions = CheckOptions(edgetpu=True)) -> CheckReport:

@@ -38,25 +38,11 @@ from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import check_output_path, write_bytes
 from edgecnn.insight.quant_debug import check_float_layers, mixed_int8
 from edgecnn.metadata import ModelInfo, embed_tflite_info
+from edgecnn.pipelines.options import ConvertOptions
 from edgecnn.runtime.interpreter import TFLiteModel
 from edgecnn.runtime.open import open_model
 from edgecnn.tasks import check_task, get_task
 from edgecnn.training.keras_io import check_keras_path, load_keras
-
-
-@dataclass
-class ConvertOptions:
-    format: str = "int8"
-    io: str | None = None  # default: the format's first allowed I/O type
-    calib: str | None = None  # None: the run's validation images
-    calib_samples: int = 200
-    data: str | None = None  # evaluation data; None: the run's own dataset
-    evaluate: bool = True
-    task: str | None = None  # --task: optional, must agree with the model's record
-    all_int8: bool = False  # --all-int8: no float fallback for ops XNNPACK runs only in float
-    onnx: bool = False  # --onnx: an .onnx for ONNX Runtime (float32, or int8 QDQ) instead of a .tflite
-    opset: int | None = None  # --opset: the ONNX opset (None: edgecnn.convert.onnx.DEFAULT_OPSET)
-    float_layers: tuple[str, ...] = ()  # --float-layers: int8 with these Keras layers kept float
 
 
 @dataclass

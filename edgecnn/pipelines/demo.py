@@ -3,35 +3,52 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from edgecnn.config import FRACTION, Range, opt
 from edgecnn.demo.live import parse_address
 from edgecnn.demo.pipeline import VIDEO_SUFFIXES, LoopOptions, run_demo
 from edgecnn.demo.sources import DEFAULT_RETRIES, open_source
 from edgecnn.fileio import check_output_path
+from edgecnn.pipelines.options import DELEGATE, DEVICE, PROVIDER, TASK, THREADS
 from edgecnn.runtime.open import check_runtime_flags, open_model
 from edgecnn.tasks import check_task, get_task
 
 
 @dataclass(frozen=True)
 class DemoOptions:
-    model: str
-    source: str = "0"  # camera index, picam[:WxH], GStreamer pipeline, video, image, folder or glob
-    loop: bool = False  # replay a video or image folder forever
-    max_retries: int = DEFAULT_RETRIES  # reconnect tries for a lost camera
-    save: str | None = None
-    no_display: bool = False
-    max_frames: int | None = None
-    top_k: int = 3
-    threshold: float = 0.4
-    task: str | None = None  # --task: optional, must agree with the model's record
-    threads: int | None = None
-    delegate: str = "xnnpack"
-    device: str | None = None
-    provider: str | None = None  # --provider: an .onnx model's ONNX Runtime execution provider (None: cpu)
-    serve: str | None = None  # PORT or HOST:PORT: the live view over HTTP (loopback unless a host is given)
-    verbose: bool = False  # say which runtime and delegate run the model (stderr)
+    model: str = field(metadata=opt("the .tflite or .onnx model to run", required=True))
+    source: str = field(
+        default="0",
+        metadata=opt(
+            "camera index, picam or picam:WxH (Raspberry Pi camera), a GStreamer pipeline, video file, image, "
+            "folder or glob"
+        ),
+    )
+    loop: bool = field(default=False, metadata=opt("replay a video or image folder forever (kiosk, soak test)"))
+    max_retries: int = field(
+        default=DEFAULT_RETRIES,
+        metadata=opt("reconnect tries with backoff when a camera is lost", range=Range(0)),
+    )
+    save: str | None = field(default=None, metadata=opt("write the annotated video here (.mp4)"))
+    no_display: bool = field(default=False, metadata=opt("no window (headless boards)"))
+    max_frames: int | None = field(default=None, metadata=opt("stop after this many frames", range=Range(1)))
+    top_k: int = field(default=3, metadata=opt("classify: how many classes drawn", range=Range(1)))
+    threshold: float = field(default=0.4, metadata=opt("detect: the lowest score drawn", range=FRACTION))
+    task: str | None = field(default=None, metadata=TASK)  # must agree with the model's record
+    threads: int | None = field(default=None, metadata=THREADS)
+    delegate: str = field(default="xnnpack", metadata=DELEGATE)
+    device: str | None = field(default=None, metadata=DEVICE)
+    provider: str | None = field(default=None, metadata=PROVIDER)  # an .onnx model's (None: cpu)
+    serve: str | None = field(  # loopback unless a host is given
+        default=None,
+        metadata=opt(
+            "live view over HTTP: MJPEG stream, a page and stats (127.0.0.1 unless HOST is given; 0 picks a port)",
+            metavar="[HOST:]PORT",
+        ),
+    )
+    verbose: bool = False  # say which runtime and delegate run the model (stderr); set by the common -v
 
 
 def demo(options: DemoOptions) -> dict[str, Any]:

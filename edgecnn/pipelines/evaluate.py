@@ -6,7 +6,7 @@ A .tflite is run with the light runtime (no TensorFlow); a .keras model needs th
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,28 +14,45 @@ import numpy as np
 from tqdm import tqdm
 
 from edgecnn.benchmarks.accuracy import confusion_png
-from edgecnn.config import SPLIT_WORDS
+from edgecnn.config import SPLIT_WORDS, SPLITS, Range, opt
 from edgecnn.data.registry import model_data
 from edgecnn.errors import EdgecnnError
 from edgecnn.metadata import ModelInfo
-from edgecnn.pipelines.robustness import attack_options, find_source_keras, format_robustness, robustness
+from edgecnn.pipelines.options import DELEGATE, DEVICE, PROVIDER, TASK, THREADS
+from edgecnn.pipelines.robustness import ATTACK_NAMES, attack_options, find_source_keras, format_robustness, robustness
 from edgecnn.runtime.open import check_runtime_flags, open_model
 from edgecnn.tasks import check_task, get_task
 
 
 @dataclass(frozen=True)
 class EvalOptions:
-    data: str | None = None  # None: the dataset the model was trained on
-    split: str | None = None  # val | train | all; None: val of the model's own data, all of any other
-    plots: bool = False  # confusion-matrix PNG beside the model
-    task: str | None = None  # --task: optional, must agree with the model's record
-    threads: int | None = None
-    delegate: str = "xnnpack"
-    device: str | None = None
-    provider: str | None = None  # --provider: an .onnx model's ONNX Runtime execution provider (None: cpu)
-    attack: str | None = None  # --attack fgsm|pgd: also top-1 on adversarial images (edgecnn.pipelines.robustness)
-    eps: float | None = None  # its budget as a fraction of 0..255 (None: 0.1)
-    steps: int | None = None  # PGD steps (None: 10)
+    data: str | None = field(default=None, metadata=opt("dataset (default: the one the model was trained on)"))
+    split: str | None = field(  # None: val of the model's own data, all of any other
+        default=None,
+        metadata=opt(
+            "which images: val or train (the model's seeded split) or all; default: val of the model's own "
+            "dataset, all of any other (a test set)",
+            choices=SPLITS,
+        ),
+    )
+    plots: bool = field(default=False, metadata=opt("write a confusion-matrix PNG beside the model"))
+    task: str | None = field(default=None, metadata=TASK)  # must agree with the model's record
+    threads: int | None = field(default=None, metadata=THREADS)
+    delegate: str = field(default="xnnpack", metadata=DELEGATE)
+    device: str | None = field(default=None, metadata=DEVICE)
+    provider: str | None = field(default=None, metadata=PROVIDER)  # an .onnx model's (None: cpu)
+    attack: str | None = field(  # also top-1 on adversarial images (edgecnn.pipelines.robustness)
+        default=None,
+        metadata=opt(
+            "also measure top-1 on adversarial images crafted on the Keras model (for a .tflite: on its source "
+            "model.keras, then transferred)",
+            choices=ATTACK_NAMES,
+        ),
+    )
+    eps: float | None = field(  # None: 0.1
+        default=None, metadata=opt("attack budget, a fraction of 0-255 (0.1)", range=Range(0, 1, low_open=True))
+    )
+    steps: int | None = field(default=None, metadata=opt("PGD steps (default 10)", range=Range(1)))  # None: 10
 
 
 def _eval_data(info: ModelInfo, data: str | None, split: str | None, run: Path) -> tuple[Any, str]:

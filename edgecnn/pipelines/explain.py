@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
+from edgecnn.config import Range, opt
 from edgecnn.data.images import read_image
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import check_output_dir, ensure_dir, write_bytes, write_text
@@ -29,14 +30,6 @@ from edgecnn.runtime.interpreter import load_model
 
 # A method: (loaded model, pixels (N, H, W, C) uint8, targets or None, options) -> (maps (N, h, w), probs)
 Explain = Callable[["Loaded", np.ndarray, "np.ndarray | None", "ExplainOptions"], tuple[np.ndarray, np.ndarray]]
-
-
-@dataclass(frozen=True)
-class ExplainOptions:
-    method: str = "gradcam"
-    layer: str | None = None  # Grad-CAM's layer (None: the last convolution, nested backbones included)
-    target: int | None = None  # --class: explain this class instead of the predicted one
-    out: str = "explain"
 
 
 @dataclass
@@ -98,6 +91,29 @@ METHODS: dict[str, Method] = {
         Method("occlusion", _occlusion, False),
     )
 }
+
+
+@dataclass(frozen=True)
+class ExplainOptions:
+    method: str = field(
+        default="gradcam",
+        metadata=opt(
+            "gradcam, saliency, smoothgrad: gradients of a Keras model; occlusion: any model, int8 .tflite "
+            "included, without TensorFlow",
+            choices=tuple(METHODS),
+        ),
+    )
+    layer: str | None = field(  # None: the last convolution, nested backbones included
+        default=None,
+        metadata=opt("Grad-CAM's layer (default: the last convolution, nested too)", metavar="NAME"),
+    )
+    target: int | None = field(  # explain this class instead of the predicted one
+        default=None,
+        metadata=opt("explain class K (default: predicted)", flag="--class", metavar="K", range=Range(0)),
+    )
+    out: str = field(
+        default="explain", metadata=opt("folder for the overlay PNGs, the grid and explain.json", required=True)
+    )
 
 
 @dataclass

@@ -33,42 +33,10 @@ from edgecnn.optimize.common import gzip_size, sparsity, unique_values
 from edgecnn.optimize.distill import DistillConfig, check_compatible, make_distiller
 from edgecnn.optimize.qat import format_plan, plan_qat, quantize_model
 from edgecnn.optimize.report import write_report
+from edgecnn.pipelines.options import OptimizeConfig
 from edgecnn.runtime.interpreter import TFLiteModel
 from edgecnn.tasks import Task, get_task
 from edgecnn.training.keras_io import check_keras_path, load_keras, save_keras
-
-
-@dataclass
-class OptimizeConfig:
-    prune: float | None = None
-    prune_schedule: str = "polynomial"
-    structured: str | None = None
-    prune_block: int = 1
-    cluster: int | None = None
-    qat: bool = False
-    distill_from: str | None = None
-    temperature: float = 4.0
-    alpha: float = 0.1
-    epochs: int = 4  # fine-tuning epochs of the prune, cluster and qat steps
-    distill_epochs: int | None = None  # default: the source run's training epochs
-    lr: float = 1e-4  # fine-tuning learning rate (distillation trains from scratch at 1e-3)
-    batch: int = 32
-    seed: int = 0
-    bench_runs: int = 100
-    data: str | None = None  # --data: fine-tune on this (needed for a Keras model edgecnn did not train)
-    out: str | None = None  # default: <source run>/optimized
-
-    def steps(self) -> list[str]:
-        wanted = {
-            "distill": self.distill_from is not None,
-            "prune": self.prune is not None,
-            "cluster": self.cluster is not None,
-            "qat": self.qat,
-        }
-        steps = [name for name in STEP_ORDER if wanted[name]]
-        if not steps:
-            raise EdgecnnError("nothing to do: give at least one of --prune, --cluster, --qat, --distill-from")
-        return steps
 
 
 @dataclass
@@ -178,7 +146,6 @@ STEPS: dict[str, Step] = {
     "cluster": Step(step_cluster, per_tensor=True),
     "qat": Step(step_qat),
 }
-STEP_ORDER = tuple(STEPS)
 
 
 # ------------------------------------------------------------------------------------ measurement

@@ -57,6 +57,7 @@ from edgecnn.insight.quant_debug import (
     weight_sqnr,
 )
 from edgecnn.keras_env import keras
+from edgecnn.pipelines.options import QuantDebugOptions
 from edgecnn.runtime.interpreter import TFLiteModel
 from edgecnn.tasks import get_task
 from edgecnn.training.keras_io import check_keras_path, load_keras
@@ -77,18 +78,6 @@ SPREAD_SHARE = 0.25
 # 1.8-2.6x.
 OUTLIER_RATIO = 16.0
 RANGE_IMAGES = 32  # images the channel ranges are measured on
-
-
-@dataclass(frozen=True)
-class QuantDebugOptions:
-    float_layers: tuple[str, ...] = ()  # measure this mixed int8/float model too
-    top: int = 3  # how many of the worst layers to suggest keeping float
-    samples: int = 200  # training images the ranking is measured on
-    calib: str | None = None  # calibration images, as convert's --calib (None: the run's validation images)
-    data: str | None = None  # --data: the dataset to rank and measure on (needed for a model edgecnn did not train)
-    calib_samples: int = 200
-    out: str | None = None  # report folder (None: MODEL_quant_debug beside the model)
-    seed: int = 0
 
 
 @dataclass

@@ -20,15 +20,8 @@ from edgecnn.insight.layers import find_layer, first_conv
 from edgecnn.insight.visualize import MAX_MAPS, filter_grid, maps_grid
 from edgecnn.pipelines.convert import info_from_model
 from edgecnn.pipelines.explain import read_pixels
+from edgecnn.pipelines.options import VisualizeOptions
 from edgecnn.training.keras_io import load_keras
-
-
-@dataclass(frozen=True)
-class VisualizeOptions:
-    filters: str | None = None  # a convolution's name (None: the first convolution, unless --maps is given)
-    maps: str | None = None  # a layer's name whose outputs to draw for ``image``
-    image: str | None = None
-    out: str = "visualize"
 
 
 @dataclass
