@@ -2,7 +2,8 @@
 
 Each page's runnable blocks run in order, as one bash script, in a folder of its own that starts as a
 copy of one shared workspace: a trained LeNet-5 run on digits (``runs/digits``, with its float32 and
-int8 ``.tflite``), ``model_int8.tflite``, ``photo.jpg``, ``digit.png`` and ``clip.mp4``, plus the
+int8 ``.tflite``), ``model_int8.tflite``, ``photo.jpg``, ``digit.png``, ``clip.mp4`` and the recipes of
+``training/`` and ``convert/`` (the pages' commands run from the repository root), plus the
 detector and segmenter runs (``runs/shapes``, ``runs/seg``) that the detection page's own examples train
 (that page runs first, in the workspace itself). So the examples chain within a page and reuse one
 trained run across pages, and they stay cheap (``--epochs 1`` where a page is about a flag, not about
@@ -260,6 +261,10 @@ def docs_workspace(tmp_path_factory: pytest.TempPathFactory, digits_run: Path, d
     shutil.copytree(digits_run, work / "runs" / "digits")
     shutil.copy(digits_run / "model_int8.tflite", work / "model_int8.tflite")
     shutil.copy(digits_clip, work / "clip.mp4")
+    for recipes in ("training", "convert"):  # the examples run from the repository root, where these are
+        (work / recipes).mkdir()
+        for recipe in (ROOT / recipes).glob("*.yaml"):
+            shutil.copy(recipe, work / recipes / recipe.name)
     cv2.imwrite(str(work / "photo.jpg"), cv2.cvtColor(skdata.coffee(), cv2.COLOR_RGB2BGR))
     digit = load_split("digits", "classify", 32, None, 0, 0.2).val.x[0]
     cv2.imwrite(str(work / "digit.png"), digit)
