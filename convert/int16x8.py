@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -96,7 +97,9 @@ def markdown(setup: dict, rows: list[dict]) -> str:
         f"(training/unet_mobilenet_v2_shapes_seg.yaml otherwise; its 30 epochs at 128 take too long here). "
         f"mIoU on the whole validation split (n={rows[0]['images']}); p50 latency of {rows[0]['runs']} runs, "
         f"{rows[0]['threads']} threads, XNNPACK delegate ({rows[0]['runtime']}), {setup['machine']}. "
-        f"Written by `{setup['command']}` on {setup['date']}.",
+        f"Written by `{setup['command']}` on {setup['date']}; load average {setup['load_average_1min']} on "
+        f"{setup['cpus']} CPUs when it finished (latencies on a busy machine are upper bounds). The last column "
+        "counts the ops XNNPACK leaves to LiteRT's plain kernels.",
         "",
         "| format | KiB | mIoU Keras | mIoU .tflite | delta (points) | pixel agreement | p50 ms "
         "| ops outside XNNPACK |",
@@ -130,6 +133,8 @@ def main() -> None:
         "command": f"convert/int16x8.py --epochs {args.epochs} --img {args.img} --threads {args.threads} --runs "
         f"{args.runs}",
         "date": time.strftime("%Y-%m-%d"),
+        "load_average_1min": round(os.getloadavg()[0], 1),  # a shared machine: how busy it was when timed
+        "cpus": os.cpu_count(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "int16x8.json").write_text(json.dumps({"setup": setup, "rows": rows}, indent=1) + "\n")
