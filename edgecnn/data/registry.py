@@ -101,7 +101,6 @@ LAYOUTS: tuple[Layout, ...] = (
 )
 
 
-
 def builtins(task: str) -> list[str]:
     """The built-in dataset names for ``task`` (what ``--data`` and ``--calib`` accept besides folders)."""
     return sorted(name for name, b in BUILTINS.items() if b.task == task)
