@@ -1,7 +1,8 @@
 """``edgecnn optimize``: composable steps (distill -> prune -> cluster -> qat), each a new run folder.
 
 Every step fine-tunes on the source run's own training split, strips its wrappers, saves
-``model.keras``, converts to full-integer int8 and measures the deployed model: accuracy (Keras and
+``model.keras``, converts to int8 through the one export path (the recipe of ``convert --int8``, so the
+file measured is the file a user ships) and measures the deployed model: accuracy (Keras and
 .tflite), size raw and gzip, kernel sparsity and distinct values, int8 latency. The comparison
 report puts the float model, post-training int8 and every step side by side.
 """
