@@ -176,6 +176,8 @@ def _edgetpu(converter: Any, io: str, calib: Any) -> None:
     _int8(converter, io, calib)
 
 
+# Measured (convert/results/int16x8.md, U-Net MobileNet v2 0.35 on shapes-seg 64x64, 2 threads): mIoU 37.30% against
+# int8's 37.23% and Keras's 37.25%, 821 KiB against 729, but XNNPACK runs none of its ops: p50 14 ms against 0.8.
 @register_format(
     "int16x8",
     "_int16x8.tflite",
