@@ -40,12 +40,13 @@ def members() -> list:
 
 
 def export(model, info: ModelInfo, path: Path):
-    """Convert to .onnx as ``convert --onnx`` does (the task's deployable model) and open it with ONNX Runtime."""
-    from edgecnn.convert.onnx import keras_to_onnx
+    """Convert to .onnx as ``convert --onnx`` does (the one export path, row onnx-float32) and open it with ONNX
+    Runtime."""
+    from edgecnn.convert.export import export as export_model
     from edgecnn.runtime.onnx import OnnxModel
     from edgecnn.tasks import get_task
 
-    path.write_bytes(keras_to_onnx(get_task(info.task).deployable(model), info).SerializeToString())
+    path.write_bytes(export_model(model, get_task(info.task), info, "onnx-float32").blob)
     return OnnxModel(path, threads=2)
 
 

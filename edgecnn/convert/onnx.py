@@ -11,6 +11,10 @@ the same decoding written with standard ops (:func:`detection_function`: the box
 ``num_detections`` (1,), rows after the count zero. :func:`edgecnn.runtime.detect.read_detections` reads
 that order by position.
 
+Which function a task exports is the task's answer (:meth:`~edgecnn.tasks.base.Task.onnx_function`); the
+rows ``onnx-float32`` and ``onnx-int8`` of :data:`edgecnn.convert.formats.FORMATS` are the formats, and
+:func:`edgecnn.convert.export.export` writes them.
+
 edgecnn's record (task, labels, input size, pixel format, normalization, dataset split, anchors) is the
 ``edgecnn`` entry of the model's ``metadata_props``, the JSON the .tflite carries, so ``eval``,
 ``benchmark`` and ``demo`` need no other flag. Module level stays light: the CLI reads :data:`OPSETS`.
@@ -18,10 +22,8 @@ edgecnn's record (task, labels, input size, pixel format, normalization, dataset
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -36,43 +38,6 @@ INPUT_NAME = "pixels"
 TAIL_SCOPE = "postprocess"  # name scope of the detection decoding: the int8 quantizer leaves it float
 DETECTION_OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores", "num_detections")
 INSTALL = "pip install 'edgecnn[onnx]'"
-
-
-@dataclass(frozen=True)
-class OnnxFormat:
-    """An ONNX output of ``convert --onnx``: file suffix and whether it is quantized (int8 QDQ)."""
-
-    name: str
-    suffix: str
-    quantized: bool
-
-
-ONNX_FORMATS: dict[str, OnnxFormat] = {
-    "float32": OnnxFormat("float32", "_float32.onnx", False),
-    "int8": OnnxFormat("int8", "_int8.onnx", True),
-}
-
-
-def onnx_format(name: str, io: str | None, all_int8: bool, float_layers: tuple[str, ...] = ()) -> OnnxFormat:
-    """Validate ``--onnx`` with the other conversion flags once, before any work."""
-    if name not in ONNX_FORMATS:
-        raise EdgecnnError(
-            f"--onnx exports {' or '.join(ONNX_FORMATS)} (--onnx, or --onnx --int8); drop --{name} "
-            "(float16, dynamic and Edge TPU models are .tflite only)"
-        )
-    if io not in (None, "float32"):
-        raise EdgecnnError(
-            f"--io {io} does not apply to --onnx: an .onnx model takes float32 pixels 0..255 and gives float32 "
-            "outputs (the int8 body sits between QuantizeLinear/DequantizeLinear nodes); drop --io"
-        )
-    if all_int8:
-        raise EdgecnnError(
-            "--all-int8 applies to .tflite models; an --onnx --int8 model quantizes every op ONNX "
-            "Runtime has an int8 kernel for; drop --all-int8"
-        )
-    if float_layers:
-        raise EdgecnnError("--float-layers applies to .tflite models (LiteRT's quantizer); drop it with --onnx")
-    return ONNX_FORMATS[name]
 
 
 def import_converter() -> tuple[Any, Any]:
@@ -95,12 +60,14 @@ def _input_spec(model: Any) -> Any:
     return tf.TensorSpec([1, int(h), int(w), int(c)], tf.float32, name=INPUT_NAME)
 
 
-def plain_function(model: Any, info: ModelInfo) -> Any:
-    """The model at batch 1 as it is: (1, H, W, C) pixels -> its output (probabilities, or logits)."""
+def plain_function(model: Any, output_name: str) -> Any:
+    """The model at batch 1 as it is: (1, H, W, C) pixels -> its output, named ``output_name`` (the task's
+    :attr:`~edgecnn.tasks.base.Task.onnx_output`: probabilities, or logits)."""
     from edgecnn.keras_env import tf  # lazy: as above
 
-    name = "probabilities" if info.task == "classify" else "logits"
-    return tf.function(lambda pixels: {name: model(pixels, training=False)}, input_signature=[_input_spec(model)])
+    return tf.function(
+        lambda pixels: {output_name: model(pixels, training=False)}, input_signature=[_input_spec(model)]
+    )
 
 
 def detection_function(model: Any, info: ModelInfo) -> Any:
@@ -152,10 +119,6 @@ def detection_function(model: Any, info: ModelInfo) -> Any:
     return tf.function(serve, input_signature=[_input_spec(model)])
 
 
-# task -> the function exported for it; tasks not listed export their deployable model as it is
-TASK_FUNCTIONS: dict[str, Callable[[Any, ModelInfo], Any]] = {"detect": detection_function}
-
-
 def _erfc(ctx: Any, node: Any, name: str, args: Any) -> Any:
     """Erfc (exact GELU under TensorFlow 2.21, ConvNeXt's activation), which tf2onnx 1.17 has no handler for:
     ``erfc(x) = 1 - erf(x)`` with ONNX's Erf."""
@@ -180,14 +143,14 @@ def unsupported_ops(proto: Any) -> dict[str, int]:
     return dict(sorted(found.items()))
 
 
-def keras_to_onnx(model: Any, info: ModelInfo, opset: int = DEFAULT_OPSET) -> Any:
-    """The deployable Keras model (``task.deployable(model)``) as an ``onnx.ModelProto`` with ``info`` embedded."""
+def keras_to_onnx(function: Any, info: ModelInfo, opset: int = DEFAULT_OPSET) -> Any:
+    """A task's batch-1 ``tf.function`` (:meth:`~edgecnn.tasks.base.Task.onnx_function`: :func:`plain_function`
+    or :func:`detection_function`) as an ``onnx.ModelProto`` with ``info`` embedded."""
     _, tf2onnx = import_converter()
 
     low, high = OPSETS
     if not low <= opset <= high:
         raise EdgecnnError(f"--opset {opset} is not allowed; use {low}..{high} (tf2onnx {tf2onnx.__version__})")
-    function = TASK_FUNCTIONS.get(info.task, plain_function)(model, info)
     try:
         with native_stderr_silenced():
             proto, _ = tf2onnx.convert.from_function(
@@ -214,11 +177,6 @@ def embed_onnx_info(proto: Any, info: ModelInfo) -> None:
     proto.metadata_props.extend(kept)
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_NAME, info.to_json()
-
-
-def onnx_record(info: ModelInfo, fmt: OnnxFormat) -> ModelInfo:
-    """The record an .onnx carries: the Keras model's, with its quantization and float32 I/O."""
-    return dataclasses.replace(info, quantization=fmt.name, extra={**info.extra, "io": "float32"})
 
 
 def op_counts(model: bytes) -> dict[str, int]:

@@ -15,6 +15,9 @@ are built here with ``flatbuffers`` (a base dependency), each field at its schem
 * input ``image``: ImageProperties (RGB or GRAYSCALE), NormalizationOptions mean 0 / std 1 and stats 0..255:
   the model takes raw 0..255 pixels and normalizes them itself (``info.normalization``), so the identity is
   what a runtime must apply. MediaPipe refuses a float32 input without NormalizationOptions.
+Which outputs a model has is its task's answer (:meth:`edgecnn.tasks.base.Task.metadata_outputs` returns one
+of the writers below); this module keys nothing by task name.
+
 * classify: output ``score`` (FeatureProperties, stats 0..1 for float32 / 0..255 for uint8) with
   ``labels.txt`` as TENSOR_AXIS_LABELS.
 * detect: the four outputs of ``TFLite_Detection_PostProcess`` in the model's output order, named
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -273,7 +277,7 @@ def segment_outputs(model: Any) -> Outputs:
     )
 
 
-TASK_OUTPUTS = {"classify": classify_outputs, "detect": detect_outputs, "segment": segment_outputs}
+DescribeOutputs = Callable[[Any], Outputs]  # a task's writer above (Task.metadata_outputs): model -> Outputs
 
 
 def _type_name(model: Any, index: int) -> str:
@@ -299,11 +303,10 @@ def detection_roles(model: Any) -> list[str]:
 
 
 # ------------------------------------------------------------------------------- writing
-def standard_metadata(model: Any, info: ModelInfo) -> bytes:
-    """The ``TFLITE_METADATA`` flatbuffer for a model (a ``tflite_schema.ModelT``) and its edgecnn record."""
-    if info.task not in TASK_OUTPUTS:
-        raise EdgecnnError(f"no standard metadata for task {info.task!r}; use one of: {', '.join(TASK_OUTPUTS)}")
-    outputs = TASK_OUTPUTS[info.task](model)
+def standard_metadata(model: Any, info: ModelInfo, describe: DescribeOutputs) -> bytes:
+    """The ``TFLITE_METADATA`` flatbuffer for a model (a ``tflite_schema.ModelT``) and its edgecnn record;
+    ``describe`` is the task's description of its outputs (:meth:`edgecnn.tasks.base.Task.metadata_outputs`)."""
+    outputs = describe(model)
     graph = model.subgraphs[0]
     subgraph: dict[int, Any] = {
         2: [image_input(info, _type_name(model, graph.inputs[0]))],
@@ -330,12 +333,12 @@ def _set_entry(model: Any, name: str, data: bytes) -> None:
     model.metadata = [m for m in (model.metadata or []) if m.name != name.encode()] + [entry]
 
 
-def embed_standard_metadata(model_bytes: bytes, info: ModelInfo) -> bytes:
+def embed_standard_metadata(model_bytes: bytes, info: ModelInfo, describe: DescribeOutputs) -> bytes:
     """The .tflite (with edgecnn's record already in, :func:`edgecnn.metadata.embed_tflite_info`: what edgecnn
     reads) plus the standard metadata (entry ``TFLITE_METADATA``: what MediaPipe reads) and ``labels.txt`` packed
     after the flatbuffer as a zip archive. One more pass over the flatbuffer: 0.08 s for MobileNetV2's 14 MB."""
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
-    _set_entry(model, METADATA_NAME, standard_metadata(model, info))
+    _set_entry(model, METADATA_NAME, standard_metadata(model, info, describe))
     archive = io.BytesIO(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
     with zipfile.ZipFile(archive, "a") as zf:  # "a" on a non-zip: the archive goes after the flatbuffer
         zf.writestr(LABELS_FILE, "\n".join(info.labels))

@@ -124,7 +124,14 @@ def exact_rewrites(model: Any) -> Any:
             return layer  # shared: same weights, nothing copied
         kh, kw = layer.pool_size
         fresh[layer.name] = keras.layers.DepthwiseConv2D(
-            (kh, kw), strides=(kh, kw), use_bias=False, trainable=False, name=layer.name
+            (kh, kw),
+            strides=(kh, kw),
+            use_bias=False,
+            trainable=False,
+            # set below; a random initializer would draw from the global random stream, so optimize's next
+            # fine-tuning step would train differently after measuring the int8 file
+            depthwise_initializer="zeros",
+            name=layer.name,
         )
         return fresh[layer.name]
 

@@ -50,6 +50,7 @@ class Layout:
     describe: str
     matches: Callable[[Path], bool]
     load: Callable[[Path, int, int | None], Any]
+    noun: str = ""  # how errors name a dataset of this layout ("a detection dataset"; "" for plain "a dataset")
 
 
 BUILTINS: dict[str, Builtin] = {
@@ -78,6 +79,7 @@ LAYOUTS: tuple[Layout, ...] = (
         "train: and val: image folders (Ultralytics, Roboflow)",
         SPECIFIC["yolo"],
         load_yolo,
+        "detection",
     ),
     Layout(
         "coco",
@@ -85,6 +87,7 @@ LAYOUTS: tuple[Layout, ...] = (
         "COCO: annotations/instances.json (or one .json in the folder) + images/",
         lambda f: bool(list((f / "annotations").glob("*.json")) or list(f.glob("*.json"))),
         load_coco,
+        "detection",
     ),
     Layout(
         "masks",
@@ -92,11 +95,10 @@ LAYOUTS: tuple[Layout, ...] = (
         "images/ with the pictures and masks/ with one PNG of class indices (or VOC palette colours) per image",
         lambda f: True,  # the loader names what is missing
         load_mask_folder,
+        "segmentation",
     ),
     Layout("classes", "classify", "one subfolder of images per class", lambda f: True, load_folder),
 )
-
-_NOUN = {"classify": "", "detect": "detection ", "segment": "segmentation "}
 
 
 def builtins(task: str) -> list[str]:
@@ -111,6 +113,11 @@ def default_data(task: str) -> str:
 
 def _layouts(task: str) -> list[Layout]:
     return [layout for layout in LAYOUTS if layout.task == task]
+
+
+def _noun(layouts: list[Layout]) -> str:
+    """'detection ' for the detection layouts: what the errors call the dataset (the layout rows say it)."""
+    return f"{layouts[0].noun} " if layouts and layouts[0].noun else ""
 
 
 def load_data(spec: str, task: str, img_size: int, channels: int | None = None) -> Any:
@@ -129,14 +136,14 @@ def load_data(spec: str, task: str, img_size: int, channels: int | None = None) 
     if not (folder.is_dir() or find_yaml(folder)):
         names = ", ".join(builtins(task))
         raise EdgecnnError(
-            f"{_NOUN[task]}dataset not found: {spec!r}; use a built-in name ({names}) or a folder with "
+            f"{_noun(layouts)}dataset not found: {spec!r}; use a built-in name ({names}) or a folder with "
             + " or ".join(layout.describe for layout in layouts)
         )
     foreign = _foreign_layout(folder, task)
     if foreign:
         raise EdgecnnError(
             f"{folder} looks like a {foreign.name.upper()} {foreign.task} dataset ({foreign.describe}), not a "
-            f"{_NOUN[task]}dataset; expected " + " or ".join(layout.describe for layout in layouts)
+            f"{_noun(layouts)}dataset; expected " + " or ".join(layout.describe for layout in layouts)
         )
     for layout in layouts:
         if layout.matches(folder):

@@ -1,17 +1,19 @@
-"""Per-layer int8 error in Keras layer names, and the selective mixed int8/float conversion it suggests.
+"""Per-layer int8 error in Keras layer names, and which layers a selective mixed int8/float model should keep float.
 
-Three pieces:
+Analysis only: the conversion (calibrate once, quantize with a node denylist) is the export path's
+(:func:`edgecnn.convert.tflite.calibrate`, :func:`edgecnn.convert.tflite.quantize`, the stages of
+:func:`edgecnn.convert.export.export`), so every variant measured here is the file ``convert --int8
+--float-layers`` writes. The pieces:
 
-- **Names.** TensorFlow's converter names each op's output tensor after the Keras layers fused into it,
-  e.g. ``mobilenet_v1_025/conv1_relu/Relu6;mobilenet_v1_025/conv1_bn/FusedBatchNormV3;mobilenet_v1_025/
-  conv1/Conv2D``: :func:`keras_layers` reads them back ([conv1, conv1_bn, conv1_relu], nested backbones
-  included), so every row and every ``--float-layers NAME`` speaks the user's layer names.
+- **Names.** TensorFlow's converter names each op's output tensor after the Keras layers fused into it:
+  :func:`edgecnn.convert.nodes.keras_layers` reads them back, so every row and every ``--float-layers NAME``
+  speaks the user's layer names.
 - **Local error.** TensorFlow's ``tf.lite.experimental.QuantizationDebugger`` runs a debug model in which
   each int8 op is paired with its float twin fed the same (quantized) input; per op it gives the error
   statistics and, through ``layer_direct_compare_metrics``, the SQNR and cosine below.
 - **Mixed int8/float.** The quantizer edgecnn's int8 path already uses keeps named nodes float
-  (:func:`edgecnn.convert.xnnpack.quantize_for_xnnpack` with ``keep_float``); :func:`mixed_int8` maps
-  layer names to those nodes, and :func:`sensitivity` measures, one unit at a time, how much closer to the
+  (:func:`edgecnn.convert.tflite.quantize` with ``float_nodes``; :func:`edgecnn.convert.nodes.nodes_for_layers`
+  maps layer names to those nodes), and :func:`sensitivity` measures, one unit at a time, how much closer to the
   float model the output gets when that unit stays float. The local error cannot say that (every layer of a
   MobileNet v1 has ~41-44 dB SQNR, whatever its effect).
 - **Units.** A layer kept float alone still has its output quantized for the int8 layer after it, and a
@@ -28,79 +30,18 @@ Three pieces:
 from __future__ import annotations
 
 import csv
-import difflib
 import io
-import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence, Set
+from collections.abc import Callable, Iterator, Sequence, Set
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgecnn.convert.calibration import representative_dataset
-from edgecnn.convert.formats import Format
-from edgecnn.convert.tflite import Graph, run_converter
-from edgecnn.convert.xnnpack import EDGE_OPS, quantize_for_xnnpack
-from edgecnn.errors import EdgecnnError
-from edgecnn.insight.layers import walk
+from edgecnn.convert.nodes import Node, keras_layers, layer_names, nodes_for_layers
+from edgecnn.convert.tflite import Calibrated, quantize
 from edgecnn.keras_env import tf
 from edgecnn.quiet import native_stderr_silenced
-from edgecnn.runtime.interpreter import TFLiteModel
-
-
-# ------------------------------------------------------------------------------------------- names
-def layer_names(model: Any) -> dict[str, int]:
-    """Every layer name in ``model`` (nested models' included) and its position in graph order."""
-    return {layer.name: i for i, (_, layer) in enumerate(walk(model))}
-
-
-def keras_layers(tensor_name: str, known: Mapping[str, int]) -> list[str]:
-    """The Keras layers an op's output tensor is named after, in graph order (a fused conv + BN + ReLU:
-    [conv, bn, relu]; the converter lists them in no fixed order); [] for a tensor named after no layer
-    (the signature's output, e.g. 'StatefulPartitionedCall:0')."""
-    found: set[str] = set()
-    for part in tensor_name.split(";"):
-        scopes = part.split("/")[:-1]  # the last component is the TensorFlow op (Conv2D, Relu6, ...)
-        names = [s for s in scopes if s in known]
-        if names:
-            found.add(names[-1])  # the innermost: a nested backbone's layer, not the backbone
-    return sorted(found, key=lambda name: known[name])
-
-
-@dataclass(frozen=True)
-class Node:
-    """One op of the calibrated model: its type, output tensor (the quantizer's node name), Keras layers."""
-
-    op: str
-    tensor: str
-    layers: tuple[str, ...]
-    inputs: tuple[str, ...] = ()  # the tensors it reads (weights and biases included)
-
-    @property
-    def layer(self) -> str:
-        """The layer the op is named by: the first of its fused layers (the conv of conv + BN + ReLU)."""
-        return self.layers[0] if self.layers else self.tensor
-
-
-def model_nodes(blob: bytes, known: set[str]) -> list[Node]:
-    """The ops of a .tflite (calibrated or quantized) in graph order, edges (QUANTIZE, ...) left out."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.tflite"
-        path.write_bytes(blob)
-        interpreter = TFLiteModel(path, threads=1, delegate="none").interpreter
-        names = {d["index"]: d["name"] for d in interpreter.get_tensor_details()}
-        ops = interpreter._get_ops_details()  # the public API lists no ops
-    nodes = []
-    for op in ops:
-        if op["op_name"] in EDGE_OPS or not len(op["outputs"]):
-            continue
-        tensor = names[int(op["outputs"][0])]
-        inputs = tuple(names[int(i)] for i in op["inputs"] if int(i) >= 0)  # -1: an optional input left out
-        nodes.append(Node(op["op_name"], tensor, tuple(keras_layers(tensor, known)), inputs))
-    return nodes
-
 
 # Ops whose int8 output must keep the int8 scale of their input (TFLite's int8 kernels require it): a
 # tensor's bad scale passes through them unchanged to the next layer that computes with it.
@@ -152,75 +93,6 @@ def units(nodes: Sequence[Node], carried: Set[str] = frozenset()) -> dict[str, l
     return result
 
 
-def nodes_for_layers(nodes: Sequence[Node], wanted: Sequence[str]) -> list[str]:
-    """The node names (output tensors) of the ops that compute any of the ``wanted`` Keras layers; an
-    unknown name is a user error naming close ones."""
-    named = {layer for node in nodes for layer in node.layers}
-    unknown = [name for name in wanted if name not in named]
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], sorted(named), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else "edgecnn quant-debug MODEL lists them"
-        raise EdgecnnError(f"--float-layers {unknown[0]}: no int8 op computes a layer of that name; {hint}")
-    return [node.tensor for node in nodes if set(node.layers) & set(wanted)]
-
-
-# ------------------------------------------------------------------------------------- conversion
-@dataclass(frozen=True)
-class Calibrated:
-    """A model calibrated but not yet quantized (the quantizer's input) and its I/O types."""
-
-    blob: bytes
-    input_type: Any
-    output_type: Any
-    nodes: list[Node]
-
-
-def calibrate(graph: Graph, fmt: Format, io_type: str, calib_images: np.ndarray, model: Any) -> Calibrated:
-    """Calibrate ``graph`` as ``fmt`` does (the same converter settings as :func:`edgecnn.convert.tflite.
-    to_tflite`), stopping before quantization so the quantizer can be run with any node denylist."""
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([graph.function], graph.variables)
-    fmt.configure(converter, io_type, representative_dataset(calib_images))
-    input_type, output_type = converter.inference_input_type, converter.inference_output_type
-    converter._experimental_calibrate_only = True  # the converter exposes this only as an attribute
-    blob = run_converter(converter, fmt.name)
-    return Calibrated(blob, input_type, output_type, model_nodes(blob, layer_names(model)))
-
-
-def check_float_layers(fmt: Format, all_int8: bool, onnx: bool = False) -> None:
-    """``--float-layers`` mixes float into the CPU int8 .tflite; elsewhere it is a user error."""
-    if onnx:
-        raise EdgecnnError("--float-layers applies to the int8 .tflite; drop it with --onnx")
-    if not fmt.float_fallback:
-        raise EdgecnnError(
-            f"--float-layers keeps layers float inside an int8 model for the CPU; it does not apply to {fmt.name} "
-            "(the Edge TPU runs int8 only): use --int8"
-        )
-    if all_int8:
-        raise EdgecnnError("--float-layers keeps layers float and --all-int8 quantizes every op; use one of them")
-
-
-@dataclass(frozen=True)
-class Mixed:
-    blob: bytes
-    float_nodes: list[str]
-
-
-def quantize(calibrated: Calibrated, float_nodes: Sequence[str] = (), per_tensor: bool = False) -> bytes:
-    """The deployable int8 model (uint8 I/O, XNNPACK's float ops float) with ``float_nodes`` kept float too."""
-    return quantize_for_xnnpack(
-        calibrated.blob, calibrated.input_type, calibrated.output_type, per_tensor, keep_float=float_nodes
-    )
-
-
-def mixed_int8(
-    graph: Graph, fmt: Format, io_type: str, calib_images: np.ndarray, model: Any, float_layers: Sequence[str]
-) -> Mixed:
-    """``convert --int8 --float-layers NAME...``: int8 with the named Keras layers' ops kept float."""
-    calibrated = calibrate(graph, fmt, io_type, calib_images, model)
-    nodes = nodes_for_layers(calibrated.nodes, float_layers)
-    return Mixed(quantize(calibrated, nodes), nodes)
-
-
 # ---------------------------------------------------------------------------------- local error
 def sqnr_db(float_values: np.ndarray, quantized: np.ndarray, scale: float, zero_point: int) -> float:
     """Signal-to-quantization-noise ratio of one op's int8 output against its float twin, in dB."""
@@ -256,6 +128,8 @@ def local_errors(calibrated: Calibrated, images: np.ndarray, per_tensor: bool, m
     """Run TensorFlow's QuantizationDebugger on ``images`` (float32 I/O debug model; same quantizer)."""
     from tensorflow.lite.python import convert as tflite_convert  # lazy: private module, TensorFlow only
 
+    # Not an export: the quantizer's numeric-verify mode writes a debug model (each int8 op paired with its
+    # float twin) that only the QuantizationDebugger reads; deployable int8 is edgecnn.convert.tflite.quantize.
     with native_stderr_silenced():
         debug_model = tflite_convert.mlir_quantize(
             calibrated.blob, disable_per_channel=per_tensor, fully_quantize=False, enable_numeric_verify=True

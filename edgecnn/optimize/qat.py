@@ -23,8 +23,8 @@ happens to it; :func:`quantize_model` rewrites (flatten, decompose), annotates, 
 schemes (QAT, or PQAT/CQAT/PCQAT, which keep the sparsity and clusters of earlier steps) and, given
 images, starts every activation range from calibration (:func:`calibrate_ranges`).
 
-After fine-tuning, ``edgecnn.convert.tflite.to_tflite(qat_model, "int8", "uint8", calib)`` gives the
-full-integer model: the converter takes the trained fake-quant ranges and calibrates the few tensors
+After fine-tuning, the int8 row of the one export path (:func:`edgecnn.convert.export.export`) gives the
+integer model: the converter takes the trained fake-quant ranges and calibrates the few tensors
 that have none.
 """
 

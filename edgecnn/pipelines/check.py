@@ -71,7 +71,7 @@ def check_model(target: str, options: CheckOptions = CheckOptions(edgetpu=True))
 
 def check_keras_model(model: Any, info: ModelInfo, runtime: int = DEFAULT_RUNTIME, source: str = "") -> CheckReport:
     """The Edge TPU check of a Keras model's int8 conversion, each op named by the Keras layer it came from."""
-    from edgecnn.convert.tflite import to_tflite  # lazy: a .tflite is checked without TensorFlow
+    from edgecnn.convert.export import export  # lazy: a .tflite is checked without TensorFlow
 
     shape = tuple(model.input_shape[1:])
     if len(shape) != 3 or any(d is None for d in shape):
@@ -80,7 +80,7 @@ def check_keras_model(model: Any, info: ModelInfo, runtime: int = DEFAULT_RUNTIM
             "(H, W, C) input: rebuild the model with one, e.g. input_shape=(224, 224, 3)"
         )
     pixels = np.random.default_rng(0).integers(0, 256, (PLACEMENT_SAMPLES, *shape), dtype=np.uint8)
-    blob = to_tflite(get_task(info.task).export_graph(model, info), "int8", "uint8", pixels)
+    blob = export(model, get_task(info.task), info, "edgetpu", "uint8", pixels).blob  # what convert --edgetpu writes
     report = check_tflite(blob, runtime)
     report.source, report.kind = source or model.name, "keras-int8"
     layer_of = keras_layer_names(model)

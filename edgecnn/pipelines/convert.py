@@ -1,9 +1,9 @@
-"""``edgecnn convert``: Keras model -> .tflite with embedded metadata, written atomically, and a report.
+"""``edgecnn convert``: Keras model -> .tflite or .onnx with embedded metadata, written atomically, and a report.
 
-The task supplies the deployable graph (:meth:`~edgecnn.tasks.base.Task.export_graph`), the format
-table the converter settings and any step after writing (the Edge TPU check and compile); the one
-conversion path is :func:`edgecnn.convert.tflite.to_tflite`. After conversion the .tflite is run on
-the validation images beside the Keras model, so the report states what quantization cost.
+The bytes come from the one export path, :func:`edgecnn.convert.export.export` (the task supplies its graph,
+the format row the converter settings); this module adds the data (calibration and evaluation images), the
+file, the row's step after writing (the Edge TPU check and compile) and the report. After conversion the
+file is run on the validation images beside the Keras model, so the report states what quantization cost.
 """
 
 from __future__ import annotations
@@ -18,26 +18,15 @@ import numpy as np
 
 from edgecnn.config import SPLIT_WORDS
 from edgecnn.convert.calibration import calibration_images
-from edgecnn.convert.formats import get_format
-from edgecnn.convert.onnx import (
-    DEFAULT_OPSET,
-    OnnxFormat,
-    keras_to_onnx,
-    onnx_format,
-    onnx_record,
-    op_counts,
-    tail_nodes,
-)
-from edgecnn.convert.onnx_int8 import quantize_qdq
-from edgecnn.convert.tflite import to_tflite
-from edgecnn.convert.tflite_metadata import embed_standard_metadata
-from edgecnn.convert.xnnpack import exact_rewrites, float_ops
+from edgecnn.convert.export import Exported, check_export, export
+from edgecnn.convert.formats import Format
+from edgecnn.convert.onnx import op_counts
+from edgecnn.convert.xnnpack import float_ops
 from edgecnn.data.registry import model_data
 from edgecnn.edgetpu.compiler import format_convert_report
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import check_output_path, write_bytes
-from edgecnn.insight.quant_debug import check_float_layers, mixed_int8
-from edgecnn.metadata import ModelInfo, embed_tflite_info
+from edgecnn.metadata import ModelInfo
 from edgecnn.pipelines.options import ConvertOptions
 from edgecnn.runtime.interpreter import TFLiteModel
 from edgecnn.runtime.open import open_model
@@ -74,12 +63,8 @@ def default_output(model_path: Path, fmt_suffix: str) -> Path:
 
 def convert(model_path: str | os.PathLike, output: str | os.PathLike | None, options: ConvertOptions) -> ConvertReport:
     model_path = check_keras_path(model_path)
-    fmt, io = get_format(options.format, options.io)
-    onnx = onnx_format(fmt.name, options.io, options.all_int8, options.float_layers) if options.onnx else None
-    if options.float_layers:
-        check_float_layers(fmt, options.all_int8, options.onnx)
-    suffix, extension = (onnx.suffix, ".onnx") if onnx else (fmt.suffix, ".tflite")
-    out = check_output_path(output or default_output(model_path, suffix), "output", (extension,), (model_path,))
+    fmt, io = check_export(options.format, options.io, options.onnx, options.all_int8, options.float_layers)
+    out = check_output_path(output or default_output(model_path, fmt.suffix), "output", (fmt.extension,), (model_path,))
     if options.calib_samples < 1:
         raise EdgecnnError(f"--calib-samples must be 1 or more, got {options.calib_samples}")
     model, info = load_keras(model_path)
@@ -98,78 +83,63 @@ def convert(model_path: str | os.PathLike, output: str | os.PathLike | None, opt
         calib_images, calib_source = calibration_images(
             options.calib, info, val.x if val is not None else None, options.calib_samples
         )
-
-    if onnx is not None:
-        return _convert_onnx(
-            model, model_path, out, info, task, onnx, (val, part), (calib_images, calib_source), options
-        )
-    tflite_info = dataclasses.replace(info, quantization=fmt.name, extra={**info.extra, "io": io})
-    fallback = fmt.float_fallback and not options.all_int8
-    graph = task.export_graph(exact_rewrites(model) if fallback else model, info)
-    if options.float_layers:  # a selective mixed int8/float model (edgecnn quant-debug ranks the layers)
-        blob = mixed_int8(graph, fmt, io, calib_images, model, options.float_layers).blob
-    else:
-        blob = to_tflite(graph, fmt, io, calib_images, float_fallback=fallback)
-    blob = embed_standard_metadata(embed_tflite_info(blob, tflite_info), tflite_info)  # + MediaPipe's metadata
-    write_bytes(out, blob)
+    exported = export(
+        model,
+        task,
+        info,
+        fmt,
+        io,
+        calib_images,
+        float_layers=options.float_layers,
+        all_int8=options.all_int8,
+        opset=options.opset,
+    )
+    write_bytes(out, exported.blob)
     after = fmt.after(out) if fmt.after else None
-
-    runner = TFLiteModel(out)
-    plain = TFLiteModel(out, delegate="none")  # the graph as written, before delegation rewrites it
+    facts = FACTS[fmt.backend](out, exported)
+    runner = open_model(out)
     report = ConvertReport(
         output=str(out),
-        format=fmt.name,
-        bytes=len(blob),
+        format=facts.format,
+        bytes=len(exported.blob),
         keras_bytes=model_path.stat().st_size,
         inputs=[_tensor_summary(runner.input)],
         outputs=[_tensor_summary(d) for d in runner.outputs],
-        ops=plain.op_counts(),
-        float_ops=float_ops(plain) if fmt.needs_calibration else {},
+        ops=facts.ops,
+        float_ops=facts.float_ops,
         float_layers=list(options.float_layers),
         calibration=calib_source,
         after=after.as_dict() if after is not None else None,
         after_text=format_convert_report(after) if after is not None else None,
     )
     if options.evaluate and val is not None:
-        report.accuracy = _accuracy(task, model, info, runner, val, part, "tflite")
+        report.accuracy = _accuracy(task, model, info, runner, val, part, facts.runtime)
     return report
 
 
-def _convert_onnx(
-    model: Any,
-    model_path: Path,
-    out: Path,
-    info: ModelInfo,
-    task: Any,
-    fmt: OnnxFormat,
-    data: tuple[Any, str | None],
-    calib: tuple[np.ndarray | None, str | None],
-    options: ConvertOptions,
-) -> ConvertReport:
-    """``convert --onnx``: the task's deployable model through tf2onnx (``--int8``: ONNX Runtime's QDQ quantizer
-    on the same calibration images), written atomically, then run by ONNX Runtime beside Keras."""
-    (val, part), (calib_images, calib_source) = data, calib
-    proto = keras_to_onnx(task.deployable(model), onnx_record(info, fmt), options.opset or DEFAULT_OPSET)
-    blob, kept_float = proto.SerializeToString(), {}
-    if fmt.quantized:
-        quantized = quantize_qdq(blob, calib_images, tail_nodes)
-        blob, kept_float = quantized.model, quantized.float_ops
-    write_bytes(out, blob)
-    runner = open_model(out)
-    report = ConvertReport(
-        output=str(out),
-        format=f"onnx {fmt.name}",
-        bytes=len(blob),
-        keras_bytes=model_path.stat().st_size,
-        inputs=[_tensor_summary(runner.input)],
-        outputs=[_tensor_summary(d) for d in runner.outputs],
-        ops=op_counts(blob),
-        float_ops=kept_float,
-        calibration=calib_source if fmt.quantized else None,
-    )
-    if options.evaluate and val is not None:
-        report.accuracy = _accuracy(task, model, info, runner, val, part, "onnx")
-    return report
+@dataclass(frozen=True)
+class Facts:
+    """What the report says of a written file, by backend: its format's name, ops, float ops, runtime key."""
+
+    format: str
+    ops: dict[str, int]
+    float_ops: dict[str, int]
+    runtime: str
+
+
+def _tflite_facts(path: Path, exported: Exported) -> Facts:
+    plain = TFLiteModel(path, delegate="none")  # the graph as written, before delegation rewrites it
+    fmt: Format = exported.request.format
+    kept = float_ops(plain) if fmt.needs_calibration else {}
+    return Facts(fmt.name, plain.op_counts(), kept, "tflite")
+
+
+def _onnx_facts(path: Path, exported: Exported) -> Facts:
+    fmt = exported.request.format
+    return Facts(f"onnx {fmt.record_quantization}", op_counts(exported.blob), exported.kept_float, "onnx")
+
+
+FACTS = {"tflite": _tflite_facts, "onnx": _onnx_facts}  # Format.backend -> what the report reads of the file
 
 
 def _accuracy(task: Any, model: Any, info: ModelInfo, runner: Any, val: Any, part: str | None, runtime: str) -> dict:

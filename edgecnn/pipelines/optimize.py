@@ -1,7 +1,8 @@
 """``edgecnn optimize``: composable steps (distill -> prune -> cluster -> qat), each a new run folder.
 
 Every step fine-tunes on the source run's own training split, strips its wrappers, saves
-``model.keras``, converts to full-integer int8 and measures the deployed model: accuracy (Keras and
+``model.keras``, converts to int8 through the one export path (the recipe of ``convert --int8``, so the
+file measured is the file a user ships) and measures the deployed model: accuracy (Keras and
 .tflite), size raw and gzip, kernel sparsity and distinct values, int8 latency. The comparison
 report puts the float model, post-training int8 and every step side by side.
 """
@@ -20,14 +21,13 @@ import numpy as np
 import yaml
 
 from edgecnn.benchmarks.latency import benchmark_model
+from edgecnn.convert.export import export
 from edgecnn.convert.formats import FORMATS, Format
-from edgecnn.convert.tflite import to_tflite
-from edgecnn.convert.tflite_metadata import embed_standard_metadata
 from edgecnn.data.registry import split_for_model
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import ensure_dir, write_bytes, write_text
 from edgecnn.keras_env import keras, seed_everything
-from edgecnn.metadata import ModelInfo, embed_tflite_info, read_keras_info
+from edgecnn.metadata import ModelInfo, read_keras_info
 from edgecnn.optimize import cluster, prune
 from edgecnn.optimize.common import gzip_size, sparsity, unique_values
 from edgecnn.optimize.distill import DistillConfig, check_compatible, make_distiller
@@ -136,7 +136,7 @@ def step_qat(model: Any, ctx: Context) -> Any:
 class Step:
     run: Callable[[Any, Context], Any]
     # Export kernels with one scale per tensor from this step on: a clustered kernel then keeps exactly
-    # its N centroids as N int8 codes file-wide, which compresses better (see convert.tflite.to_tflite).
+    # its N centroids as N int8 codes file-wide, which compresses better (see convert.tflite._converter).
     per_tensor: bool = False
 
 
@@ -152,14 +152,11 @@ STEPS: dict[str, Step] = {
 def measure(
     name: str, model: Any, ctx: Context, folder: Path, fmt: Format = FORMATS["int8"], per_tensor: bool = False
 ) -> Measured:
-    """Convert ``model`` to ``fmt`` .tflite in ``folder`` and measure it as deployed."""
-    rng = np.random.default_rng(ctx.config.seed)
-    calib = ctx.train.x[rng.choice(len(ctx.train), min(200, len(ctx.train)), replace=False)]
-    io = fmt.io_types[0]
-    graph = ctx.task.export_graph(model, ctx.info)
-    blob = to_tflite(graph, fmt, io, calib if fmt.needs_calibration else None, per_tensor=per_tensor)
-    info = dataclasses.replace(ctx.info, quantization=fmt.name, extra={**ctx.info.extra, "io": io, "optimized": name})
-    blob = embed_standard_metadata(embed_tflite_info(blob, info), info)  # + the standard TFLite metadata
+    """Convert ``model`` to ``fmt`` .tflite in ``folder`` through the one export path (the int8 row is
+    ``convert --int8``'s recipe: exact rewrites, XNNPACK's float ops float) and measure it as deployed."""
+    info = dataclasses.replace(ctx.info, extra={**ctx.info.extra, "optimized": name})
+    calib = calibration_draw(ctx.train.x, ctx.config.seed) if fmt.needs_calibration else None
+    blob = export(model, ctx.task, info, fmt, None, calib, per_tensor=per_tensor).blob
     path = write_bytes(folder / f"model_{fmt.name}.tflite", blob)
     metric = ctx.task.metric
     latency = benchmark_model(path, threads=os.cpu_count(), runs=ctx.config.bench_runs).latency_ms["p50"]
@@ -175,6 +172,12 @@ def measure(
         latency_p50_ms=latency,
         path=str(path),
     )
+
+
+def calibration_draw(images: Any, seed: int, samples: int = 200) -> np.ndarray:
+    """The calibration images of every measured model: ``samples`` training images drawn with ``seed``."""
+    rng = np.random.default_rng(seed)
+    return images[rng.choice(len(images), min(samples, len(images)), replace=False)]
 
 
 def save_step(model: Any, ctx: Context, folder: Path, row: Measured) -> None:

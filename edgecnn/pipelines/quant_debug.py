@@ -35,24 +35,22 @@ import numpy as np
 from tqdm import tqdm
 
 from edgecnn.convert.calibration import calibration_images
+from edgecnn.convert.export import tflite_graph
 from edgecnn.convert.formats import FORMATS, get_format
-from edgecnn.convert.xnnpack import exact_rewrites
+from edgecnn.convert.nodes import layer_names, nodes_for_layers
+from edgecnn.convert.tflite import Calibrated, calibrate, quantize
 from edgecnn.data.files import image_batches
 from edgecnn.data.registry import builtins, split_for_model
 from edgecnn.errors import EdgecnnError
 from edgecnn.fileio import check_output_dir, ensure_dir, write_text
 from edgecnn.insight.layers import find_layer, is_conv
 from edgecnn.insight.quant_debug import (
-    Calibrated,
     ChannelRange,
     LayerError,
     Sensitivity,
-    calibrate,
     channel_ranges,
     local_errors,
-    nodes_for_layers,
     output_error,
-    quantize,
     sensitivity,
     weight_sqnr,
 )
@@ -247,7 +245,7 @@ def _calibrated_on_training_images(
     count = min(options.calib_samples, len(split.train))
     images = split.train.x[np.sort(rng.choice(len(split.train), count, replace=False))]
     print(f"calibrating again on {count} training images")
-    calibrated = calibrate(graph, fmt, io_type, images, model)
+    calibrated = calibrate(graph, fmt, io_type, images, layer_names(model))
     return f"{RECALIBRATED} {count} training images", quantize(calibrated)
 
 
@@ -307,8 +305,10 @@ def quant_debug(model_path: str | os.PathLike, options: QuantDebugOptions = Quan
     calib_images, calib_source = calibration_images(options.calib, info, split.val.x, options.calib_samples)
     fmt, io_type = get_format("int8", None)
     print(f"calibrating {path.name} ({calib_source})")
-    graph = task.export_graph(exact_rewrites(model), info)  # traced once: calibrated here and again below
-    calibrated = calibrate(graph, fmt, io_type, calib_images, model)
+    # The export path's stages (edgecnn.convert.export): the --int8 graph, traced once and calibrated here and
+    # again below, each variant quantized from it as ``convert --int8 [--float-layers]`` would write it.
+    graph = tflite_graph(model, task, info, fmt)
+    calibrated = calibrate(graph, fmt, io_type, calib_images, layer_names(model))
     chosen_nodes = nodes_for_layers(calibrated.nodes, options.float_layers)  # a bad name fails before the work
 
     rng = np.random.default_rng(options.seed)

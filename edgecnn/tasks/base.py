@@ -23,13 +23,15 @@ class Task:
     array or, for folders, :class:`~edgecnn.data.files.ImageFiles` (decoded when read): whole-set passes go
     through :func:`~edgecnn.data.files.image_batches`, training through ``dataset``.
     Methods marked (TF) import TensorFlow; the others run on the light runtime. Data loading is the
-    dataset table's (:mod:`edgecnn.data.registry`), keyed by the task's name.
+    dataset table's (:mod:`edgecnn.data.registry`), whose rows name the task they serve. Conversion asks the
+    task for its graph, ONNX function and metadata outputs (:func:`edgecnn.convert.export.export`).
     """
 
     name: str = ""
     metric: str = ""  # the headline metric's key in a metrics dict
     metric_title: str = ""  # how reports name it
     reference_classes: int = 1000  # classes for sizing an architecture out of context (ImageNet, COCO, VOC)
+    onnx_output: str = "logits"  # the .onnx output's name when the task exports its deployable model as it is
 
     def num_outputs(self, data: Any) -> int:
         """The ``num_classes`` the architecture is built with."""
@@ -72,6 +74,18 @@ class Task:
         from edgecnn.convert.tflite import keras_graph  # lazy: conversion imports TensorFlow
 
         return keras_graph(self.deployable(model))
+
+    def onnx_function(self, model: Any, info: ModelInfo) -> Any:
+        """The batch-1 ``tf.function`` tf2onnx turns into the .onnx (TF): the deployable model as it is, its
+        output named :attr:`onnx_output`."""
+        from edgecnn.convert.onnx import plain_function  # lazy: conversion imports TensorFlow
+
+        return plain_function(self.deployable(model), self.onnx_output)
+
+    def metadata_outputs(self, flatbuffer: Any) -> Any:
+        """The standard TFLite metadata's description of a .tflite's outputs (an
+        :class:`edgecnn.convert.tflite_metadata.Outputs`; ``flatbuffer`` is the model as a ``ModelT``)."""
+        raise EdgecnnError(f"no standard TFLite metadata for task {self.name!r}")
 
     # -- the demo (light) -----------------------------------------------------------------------
     def read(self, model: DeployedModel | Outputs, frame_shape: tuple[int, ...], top_k: int, threshold: float) -> Any:

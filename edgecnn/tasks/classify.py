@@ -19,6 +19,7 @@ class ClassifyTask(Task):
     name = "classify"
     metric = "top1"
     metric_title = "top-1"
+    onnx_output = "probabilities"
 
     def compile(self, model: Any, info: ModelInfo, lr: float, total_steps: int | None) -> None:
         from edgecnn.training.fit import compile_model  # lazy: TensorFlow stays off the light path
@@ -54,6 +55,11 @@ class ClassifyTask(Task):
     def agreement(self, keras_result: dict[str, Any], tflite_result: dict[str, Any]) -> dict[str, float]:
         a, b = keras_result["predictions"], tflite_result["predictions"]
         return {"top1_agreement": round(float((a.argmax(1) == b.argmax(1)).mean()), 4)}
+
+    def metadata_outputs(self, flatbuffer: Any) -> Any:
+        from edgecnn.convert.tflite_metadata import classify_outputs  # lazy: conversion imports TensorFlow
+
+        return classify_outputs(flatbuffer)
 
     def read(
         self, model: DeployedModel | Outputs, frame_shape: tuple[int, ...], top_k: int, threshold: float

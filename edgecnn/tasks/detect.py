@@ -91,6 +91,18 @@ class DetectTask(Task):
 
         return detection_graph(model, info.extra, DEFAULT_NMS)
 
+    def onnx_function(self, model: Any, info: ModelInfo) -> Any:
+        """The decoding and NMS of the postprocess op in standard ops, with its four outputs (ONNX has no
+        ``TFLite_Detection_PostProcess``)."""
+        from edgecnn.convert.onnx import detection_function  # lazy: conversion imports TensorFlow
+
+        return detection_function(model, info)
+
+    def metadata_outputs(self, flatbuffer: Any) -> Any:
+        from edgecnn.convert.tflite_metadata import detect_outputs  # lazy: conversion imports TensorFlow
+
+        return detect_outputs(flatbuffer)
+
     def agreement(self, keras_result: dict[str, Any], tflite_result: dict[str, Any]) -> dict[str, float]:
         """Share of the Keras model's confident detections (score >= 0.4) that the .tflite also finds
         (same class, IoU >= 0.5)."""

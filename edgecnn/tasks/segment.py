@@ -63,6 +63,11 @@ class SegmentTask(Task):
             f"  IoU per class: {per_class}",
         ]
 
+    def metadata_outputs(self, flatbuffer: Any) -> Any:
+        from edgecnn.convert.tflite_metadata import segment_outputs  # lazy: conversion imports TensorFlow
+
+        return segment_outputs(flatbuffer)
+
     def read(
         self, model: DeployedModel | Outputs, frame_shape: tuple[int, ...], top_k: int, threshold: float
     ) -> Segmentation:
