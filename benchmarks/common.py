@@ -50,10 +50,10 @@ def photo_folder(out: Path, crops_per_photo: int = 8) -> Path:
 def mobilenet_v2_224(formats: tuple[str, ...] = ("float32", "int8")) -> dict[str, Path]:
     """Build (once) MobileNetV2 1.0 224 with 1000 classes and convert it; returns format -> .tflite path."""
     from edgecnn.archs import create
-    from edgecnn.keras_env import keras
-    from edgecnn.metadata import ModelInfo
+    from edgecnn.core.keras_env import keras
+    from edgecnn.core.keras_io import save_keras
+    from edgecnn.core.metadata import ModelInfo
     from edgecnn.pipelines.convert import ConvertOptions, convert
-    from edgecnn.training.keras_io import save_keras
 
     CACHE.mkdir(parents=True, exist_ok=True)
     keras_path = CACHE / "mobilenet_v2_224.keras"
@@ -77,10 +77,10 @@ def int8_model(arch: str, classes: int, size: int = 224) -> Path:
     """Build (once) ``arch`` at ``size`` with seeded random weights and convert it to int8 (uint8 I/O),
     calibrated on the photo crops; any task (the detector's anchors go into its record)."""
     from edgecnn.archs import create, get_arch
-    from edgecnn.keras_env import keras
-    from edgecnn.metadata import ModelInfo
+    from edgecnn.core.keras_env import keras
+    from edgecnn.core.keras_io import save_keras
+    from edgecnn.core.metadata import ModelInfo
     from edgecnn.pipelines.convert import ConvertOptions, convert
-    from edgecnn.training.keras_io import save_keras
 
     CACHE.mkdir(parents=True, exist_ok=True)
     path = CACHE / f"{arch}_{size}_int8.tflite"

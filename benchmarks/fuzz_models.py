@@ -396,10 +396,10 @@ def build_seed_models(out: Path) -> dict[str, Path]:
     wanted = {"lenet_int8": out / "lenet_int8.tflite", "lenet_float16": out / "lenet_float16.tflite"}
     if not all(p.exists() for p in wanted.values()):
         from edgecnn.archs import create
-        from edgecnn.keras_env import keras
-        from edgecnn.metadata import ModelInfo
+        from edgecnn.core.keras_env import keras
+        from edgecnn.core.keras_io import save_keras
+        from edgecnn.core.metadata import ModelInfo
         from edgecnn.pipelines.convert import ConvertOptions, convert
-        from edgecnn.training.keras_io import save_keras
 
         keras.utils.set_random_seed(0)
         info = ModelInfo(labels=["a", "b"], input_size=[32, 32], channels=3, arch="lenet5")
@@ -659,7 +659,7 @@ def error_sources(results: list[Result]) -> dict[str, int]:
 def validation_cost(paths: dict[str, Path], repeats: int = 50) -> list[dict[str, Any]]:
     """Milliseconds (best of ``repeats``) that the checks add to a load, beside the load itself: reading
     the file, :func:`validate_tflite` and the metadata, and ``TFLiteModel`` in all (best of 5)."""
-    from edgecnn.metadata import tflite_info
+    from edgecnn.core.metadata import tflite_info
     from edgecnn.runtime.interpreter import TFLiteModel
     from edgecnn.runtime.validate import validate_tflite
 

@@ -106,8 +106,8 @@ def epoch(ds) -> tuple[int, float]:  # noqa: ANN001 - a tf.data.Dataset
 def child(path: str, folder: Path, img: int, batch: int, limit: int | None) -> dict:
     """One path, one epoch, in this (child) process."""
     os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:CORES]))
+    from edgecnn.core.keras_env import tf
     from edgecnn.data import load_data
-    from edgecnn.keras_env import tf
     from edgecnn.tasks import get_task
 
     tf.constant(0)  # TensorFlow's runtime started: the baseline below includes it
@@ -124,7 +124,7 @@ def child(path: str, folder: Path, img: int, batch: int, limit: int | None) -> d
         ds = task.dataset(None, data, batch, 0, path == "stream", True)
     else:
         from edgecnn.data.images import load_image
-        from edgecnn.training.fit import make_dataset
+        from edgecnn.trainer.fit import make_dataset
 
         start = time.perf_counter()
         xs = [load_image(Path(p), img, "rgb") for p in data.x.paths]  # the former loader, image after image
@@ -263,7 +263,7 @@ def main() -> int:
         print(json.dumps(memory[-1]), file=sys.stderr)
     loads.append(os.getloadavg()[0])
     text = report(args, stream, decode, memory, loads, pixels_mb)
-    from edgecnn.fileio import write_text
+    from edgecnn.core.fileio import write_text
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     write_text(RESULTS / "input_pipeline.md", text)

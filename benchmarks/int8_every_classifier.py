@@ -26,10 +26,10 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def convert_both(arch: str, size: int, classes: int) -> dict:
     from edgecnn.archs import create
-    from edgecnn.keras_env import keras
-    from edgecnn.metadata import ModelInfo
+    from edgecnn.core.keras_env import keras
+    from edgecnn.core.keras_io import save_keras
+    from edgecnn.core.metadata import ModelInfo
     from edgecnn.pipelines.convert import ConvertOptions, convert
-    from edgecnn.training.keras_io import save_keras
 
     folder = CACHE / "every_classifier"
     folder.mkdir(parents=True, exist_ok=True)

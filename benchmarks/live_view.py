@@ -70,7 +70,7 @@ def publish_cost(frames: int = 600, rate: float = 300.0) -> dict:
     """The in-process loop of tests/test_live.py, timed: publish's share of the loop and JPEGs per second."""
     import numpy as np
 
-    from edgecnn.demo.live import STREAM_FPS, LiveView
+    from edgecnn.video.live import STREAM_FPS, LiveView
 
     view = LiveView(("127.0.0.1", 0), "benchmark")
     stop = threading.Event()

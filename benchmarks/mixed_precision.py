@@ -28,10 +28,10 @@ def measure(arch: str, img: int, batch: int, steps: int, warmup: int, precision:
     import numpy as np
 
     from edgecnn.archs import create
-    from edgecnn.keras_env import keras, tf
-    from edgecnn.training.fit import compile_model
-    from edgecnn.training.precision import policy, training_copy
-    from edgecnn.training.step import trainer
+    from edgecnn.core.graph import training_copy
+    from edgecnn.core.keras_env import keras, policy, tf
+    from edgecnn.trainer.fit import compile_model
+    from edgecnn.trainer.step import trainer
 
     keras.utils.set_random_seed(0)
     model = create(arch, 10, img, 3)

@@ -41,13 +41,13 @@ from typing import Any
 import yaml
 from common import CACHE, ROOT
 
-from edgecnn.config import TrainConfig, to_yaml
+from edgecnn.core.config import TrainConfig, to_yaml
 from edgecnn.insight.quant_debug import layer_names
 from edgecnn.pipelines.convert import ConvertOptions, convert
 from edgecnn.pipelines.optimize import OptimizeConfig, optimize
 from edgecnn.pipelines.quant_debug import QuantDebugOptions, quant_debug
 from edgecnn.pipelines.train import train
-from edgecnn.training.keras_io import load_keras
+from edgecnn.trainer.load import load_keras
 
 RESULTS = ROOT / "benchmarks" / "results"
 RUNS = CACHE / "quant_debug"

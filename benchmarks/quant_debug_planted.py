@@ -42,14 +42,15 @@ import yaml
 from common import CACHE, ROOT
 from quant_debug import _pct, recovered  # benchmarks/quant_debug.py: the natural-loss half of this study
 
-from edgecnn.config import TrainConfig, to_yaml
+from edgecnn.core.config import TrainConfig, to_yaml
+from edgecnn.core.keras_env import keras
+from edgecnn.core.keras_io import save_keras
 from edgecnn.data import load_split
 from edgecnn.insight.layers import find_layer
-from edgecnn.keras_env import keras
 from edgecnn.pipelines.convert import ConvertOptions, convert
 from edgecnn.pipelines.quant_debug import QuantDebugOptions, quant_debug
 from edgecnn.pipelines.train import train
-from edgecnn.training.keras_io import load_keras, save_keras
+from edgecnn.trainer.load import load_keras
 
 RESULTS = ROOT / "benchmarks" / "results"
 RUNS = CACHE / "quant_debug_planted"

@@ -84,9 +84,10 @@ def mobilenet_with_statistics(images: np.ndarray) -> Path:
     """MobileNetV2 224 with BatchNorm statistics of the photo crops (one pass at momentum 0): with the seeded
     weights alone every output is 1/1000, which no runtime can get wrong; with them the probabilities differ
     and the runtimes' top-1 agreement with Keras says something. Latency does not depend on the weights."""
-    from edgecnn.metadata import read_keras_info
-    from edgecnn.training.fit import set_bn_statistics
-    from edgecnn.training.keras_io import load_keras, save_keras
+    from edgecnn.core.keras_io import save_keras
+    from edgecnn.core.metadata import read_keras_info
+    from edgecnn.trainer.fit import set_bn_statistics
+    from edgecnn.trainer.load import load_keras
 
     path = CACHE / "runtimes" / "mobilenet_v2_224_bn.keras"
     if path.exists():
@@ -135,7 +136,7 @@ def benchmark(paths: list[Path], threads: int, runs: int, rounds: int) -> tuple[
 def agreement(models: dict, keras_path: Path, images: np.ndarray) -> dict[str, dict[str, float]]:
     """Each deployed model against Keras on ``images``: top-1 agreement and the largest probability difference."""
     from edgecnn.runtime.open import open_model
-    from edgecnn.training.keras_io import load_keras
+    from edgecnn.trainer.load import load_keras
 
     keras_model, _ = load_keras(keras_path)
     reference = keras_model.predict(images.astype(np.float32), batch_size=16, verbose=0)
@@ -189,7 +190,7 @@ def detector_parity(run: Path, onnx_path: Path) -> dict[str, Any]:
     from edgecnn.detection.nms import postprocess
     from edgecnn.runtime.detect import read_detections
     from edgecnn.runtime.onnx import OnnxModel
-    from edgecnn.training.keras_io import load_keras
+    from edgecnn.trainer.load import load_keras
 
     model, info = load_keras(run / "model.keras")
     val, _ = model_data(info, None)
@@ -223,7 +224,7 @@ def detector_parity(run: Path, onnx_path: Path) -> dict[str, Any]:
 def segmenter_parity(run: Path, onnx_path: Path) -> dict[str, Any]:
     from edgecnn.data.registry import model_data
     from edgecnn.runtime.onnx import OnnxModel
-    from edgecnn.training.keras_io import load_keras
+    from edgecnn.trainer.load import load_keras
 
     model, info = load_keras(run / "model.keras")
     val, _ = model_data(info, None)
@@ -345,8 +346,8 @@ def main() -> None:
     }
     mediapipe: dict[str, Any] = {}
     if args.mediapipe:
+        from edgecnn.core.metadata import read_keras_info
         from edgecnn.data.registry import model_data
-        from edgecnn.metadata import read_keras_info
 
         # MediaPipe's classifier runs RGB models only: LeNet-5 on digits in RGB (the zoo recipe, --channels 3)
         rgb_run = zoo_run(args.digits_rgb, "lenet5_digits", "--channels", "3", name="lenet5_digits_rgb")

@@ -25,8 +25,8 @@ ZOO_RUNS = ROOT / "runs" / "zoo"
 def export_model(run: Path, threads: int, runs: int) -> list[dict]:
     """Every recipe on one trained run; a recipe that fails is recorded with its one-line error."""
     from edgecnn.benchmarks.latency import benchmark_model
-    from edgecnn.config import load_config
-    from edgecnn.errors import EdgecnnError
+    from edgecnn.core.config import load_config
+    from edgecnn.core.errors import EdgecnnError
     from edgecnn.pipelines.convert import ConvertOptions, convert
 
     rows = []

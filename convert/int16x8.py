@@ -33,7 +33,7 @@ def train_unet(run: Path, img: int, epochs: int) -> Path:
     """The U-Net of training/unet_mobilenet_v2_shapes_seg.yaml at ``img`` and ``epochs`` (reused when present)."""
     import dataclasses
 
-    from edgecnn.config import TrainConfig, load_config
+    from edgecnn.core.config import TrainConfig, load_config
     from edgecnn.pipelines.train import train
 
     model = run / "model.keras"

@@ -1,7 +1,7 @@
 """The ``edgecnn`` command: one subcommand per pipeline stage, each a thin call into the library.
 
 Each command's flags come from its option tables (:data:`COMMANDS`): dataclasses whose fields carry
-``opt(...)`` metadata (edgecnn.config). :func:`add_options` turns every field into its flag, and
+``opt(...)`` metadata (edgecnn.core.config). :func:`add_options` turns every field into its flag, and
 :func:`options_from` builds the typed options object by name from the parsed flags (over a ``--config``
 recipe). Heavy modules (TensorFlow) are imported inside the commands that need them, so ``benchmark``,
 ``eval`` of a .tflite and ``demo`` run on a light install. User errors print one line and exit 2.
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from edgecnn import __version__
-from edgecnn.config import (
+from edgecnn.core.config import (
     Opt,
     Range,
     TrainConfig,
@@ -33,11 +33,11 @@ from edgecnn.config import (
     option_of,
     value_types,
 )
-from edgecnn.doctor import DoctorOptions
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.pipelines.benchmark import BenchmarkOptions
 from edgecnn.pipelines.check import CheckOptions
 from edgecnn.pipelines.demo import DemoOptions
+from edgecnn.pipelines.doctor import DoctorOptions
 from edgecnn.pipelines.evaluate import EvalOptions
 from edgecnn.pipelines.explain import ExplainOptions
 from edgecnn.pipelines.options import (
@@ -302,8 +302,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     from edgecnn.benchmarks.latency import format_table, format_undelegated  # lazy: see above
-    from edgecnn.demo.pipeline import format_stages  # lazy: see above
     from edgecnn.pipelines.benchmark import benchmark  # lazy: see above
+    from edgecnn.pipelines.demo.loop import format_stages  # lazy: see above
 
     run, common = options_from(args, BenchmarkArgs), options_from(args, CommonArgs)
     results = benchmark(list(run.models), options_from(args, BenchmarkOptions))
@@ -327,8 +327,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from edgecnn.demo.pipeline import format_stages  # lazy: see above
     from edgecnn.pipelines.demo import demo  # lazy: see above
+    from edgecnn.pipelines.demo.loop import format_stages  # lazy: see above
 
     summary = demo(options_from(args, DemoOptions))
     if options_from(args, DemoArgs).json:
@@ -346,13 +346,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_optimize(args: argparse.Namespace) -> int:
     run, config = options_from(args, OptimizeArgs), options_from(args, OptimizeConfig)
     config.steps()  # "nothing to do" before TensorFlow starts
-    from edgecnn.training.keras_io import check_keras_path  # lazy: see above
+    from edgecnn.core.keras_io import check_keras_path  # lazy: see above
 
     check_keras_path(run.model)  # missing or wrong files fail before any work
     if config.distill_from:
         check_keras_path(config.distill_from)
     if run.task:
-        from edgecnn.metadata import read_keras_info  # lazy: see above
+        from edgecnn.core.metadata import read_keras_info  # lazy: see above
         from edgecnn.tasks import check_task  # lazy: see above
 
         info = read_keras_info(check_keras_path(run.model))
@@ -401,7 +401,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from edgecnn.doctor import run_doctor  # lazy: see above
+    from edgecnn.pipelines.doctor import run_doctor  # lazy: see above
 
     return run_doctor(options_from(args, DoctorOptions))
 
@@ -416,8 +416,8 @@ def cmd_archs(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
+    from edgecnn.insight.profile import format_profile  # lazy: see above
     from edgecnn.pipelines.archs import profile_target  # lazy: see above
-    from edgecnn.profile import format_profile  # lazy: see above
 
     run = options_from(args, ProfileArgs)
     profile = profile_target(run.target, options_from(args, ProfileOptions))

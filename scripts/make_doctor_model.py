@@ -21,7 +21,7 @@ SHAPE = (16, 16, 32)
 
 
 def build() -> object:
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input(shape=SHAPE, batch_size=1, name="x")

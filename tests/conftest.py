@@ -185,7 +185,7 @@ def fake_compiler(tmp_path: Path, log: str) -> Path:
 @tf_fixture(scope="session")
 def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """LeNet-5 trained on digits with seed 0, plus its float32 and int8 .tflite conversions."""
-    from edgecnn.config import TrainConfig
+    from edgecnn.core.config import TrainConfig
     from edgecnn.pipelines.convert import ConvertOptions, convert
     from edgecnn.pipelines.train import train
 

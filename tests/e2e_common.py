@@ -13,7 +13,7 @@ SIZE = 96
 
 def train_run(arch: str, data: str, out: Path, epochs: int, batch: int) -> Path:
     """``edgecnn train``'s library call: a short seeded run at 96x96 on a built-in dataset."""
-    from edgecnn.config import TrainConfig
+    from edgecnn.core.config import TrainConfig
     from edgecnn.pipelines.train import train
 
     config = TrainConfig(arch=arch, data=data, img=SIZE, epochs=epochs, batch=batch, lr=3e-3, seed=0, out=str(out))

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from edgecnn.archs import create, list_archs
-from edgecnn.training.fit import set_bn_statistics
+from edgecnn.trainer.fit import set_bn_statistics
 
 pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
 
@@ -27,7 +27,7 @@ HEAVY_PARAMS = 700_000
 
 
 def _params_at_test_size(name: str) -> int:
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
 
     params = create(name, 10, SIZE, 3).count_params()
     keras.backend.clear_session()
@@ -52,10 +52,11 @@ def digits_rgb() -> np.ndarray:
 @pytest.mark.parametrize("name", members())
 def test_member_end_to_end(name: str, digits_rgb, tmp_path: Path) -> None:
     from edgecnn.convert.tflite import to_tflite
-    from edgecnn.keras_env import keras
-    from edgecnn.metadata import ModelInfo
+    from edgecnn.core.keras_env import keras
+    from edgecnn.core.keras_io import save_keras
+    from edgecnn.core.metadata import ModelInfo
     from edgecnn.runtime import TFLiteModel
-    from edgecnn.training.keras_io import load_keras, save_keras
+    from edgecnn.trainer.load import load_keras
 
     keras.utils.set_random_seed(0)
     model = create(name, 10, SIZE, 3)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgecnn.archs import create
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 
 pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
 
@@ -22,7 +22,7 @@ def _trainable_params(model: object) -> int:
 )
 def test_matches_keras_applications(ours: str, reference: str, params: int) -> None:
     """Same parameter count, weight names and shapes as keras.applications at 224x224 and 1000 classes."""
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
 
     model = create(ours, 1000, 224, 3)
     ref = getattr(keras.applications, reference)(weights=None)

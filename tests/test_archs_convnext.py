@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgecnn.archs import create, get_arch, list_archs
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 
 pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
 
@@ -46,7 +46,7 @@ def test_registered() -> None:
     "name", [pytest.param(n, marks=pytest.mark.slow) if n == "convnext_tiny" else n for n in VARIANTS]
 )
 def test_forward_and_save_reload(name: str, tmp_path: Path) -> None:
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
 
     model = small(name)
     x = pixels(2)
@@ -64,7 +64,7 @@ def test_layer_scale_loads_in_a_fresh_process(tmp_path: Path) -> None:
     assert any(type(layer).__name__ == "LayerScale" for layer in model.layers)
     model.save(tmp_path / "m.keras")
     code = (
-        "import sys; from edgecnn.training.keras_io import load_keras; "
+        "import sys; from edgecnn.trainer.load import load_keras; "
         "m, _ = load_keras(sys.argv[1]); print(sum(type(l).__name__ == 'LayerScale' for l in m.layers))"
     )
     result = subprocess.run(
@@ -87,8 +87,8 @@ def _atto_params(classes: int) -> int:
 
 def test_published_sizes() -> None:
     """ConvNeXt-T: 28,589,128 parameters, as keras.applications.ConvNeXtTiny and the paper's 28M / 4.5 GFLOPs."""
-    from edgecnn.keras_env import keras
-    from edgecnn.profile import profile_model
+    from edgecnn.core.keras_env import keras
+    from edgecnn.insight.profile import profile_model
 
     tiny = create("convnext_tiny", 1000, 224, 3)
     reference = keras.applications.ConvNeXtTiny(weights=None)

@@ -43,7 +43,7 @@ def _backbone_weights(model: object) -> dict[str, tuple[int, ...]]:
 )
 def test_mobilenets_match_keras_applications(name: str, options: dict, reference: str, alpha: float) -> None:
     """Same parameter count at 224x224 / 1000 classes, same backbone weight names and shapes (SE included)."""
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
 
     ours = create(name, 1000, 224, 3, **options)
     ref = getattr(keras.applications, reference)(weights=None, alpha=alpha)
@@ -99,7 +99,7 @@ def test_hard_swish_and_hard_sigmoid_values() -> None:
 
 def test_squeeze_excite_config_round_trip() -> None:
     from edgecnn.archs.layers import SqueezeExcite
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
 
     layer = SqueezeExcite(ratio=0.5, divisor=4, gate="sigmoid", name="se")
     copy = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
@@ -114,8 +114,8 @@ def test_squeeze_excite_config_round_trip() -> None:
 
 def test_custom_layers_survive_save_and_reload(tmp_path: Path) -> None:
     from edgecnn.archs.layers import HardSwish, SqueezeExcite
-    from edgecnn.keras_env import keras
-    from edgecnn.training.keras_io import load_keras
+    from edgecnn.core.keras_env import keras
+    from edgecnn.trainer.load import load_keras
 
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(16, 3, padding="same")(inputs)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.tf  # attacks a Keras model: not in the fast lane
 @pytest.fixture(scope="module")
 def lenet(digits_run: Path):
     from edgecnn.data import load_split
-    from edgecnn.training.keras_io import load_keras
+    from edgecnn.trainer.load import load_keras
 
     model, _ = load_keras(digits_run / "model.keras")
     val = load_split("digits", "classify", 32, None, 0, 0.2).val
@@ -29,8 +29,8 @@ def top1(model, x, y) -> float:
 
 
 def test_attacks_stay_in_the_ball_and_fool_the_model(lenet) -> None:
+    from edgecnn.core.keras_env import tf
     from edgecnn.insight.attacks import ATTACKS
-    from edgecnn.keras_env import tf
 
     model, x, y = lenet
     clean = top1(model, x, y)
@@ -50,8 +50,8 @@ def test_attacks_stay_in_the_ball_and_fool_the_model(lenet) -> None:
 
 
 def test_attacks_run_inside_tf_function_as_eagerly(lenet) -> None:
+    from edgecnn.core.keras_env import tf
     from edgecnn.insight.attacks import fgsm
-    from edgecnn.keras_env import tf
 
     model, x, y = lenet
     graph = tf.function(lambda a, b: fgsm(model, a, b, 0.1, 1))
@@ -61,8 +61,8 @@ def test_attacks_run_inside_tf_function_as_eagerly(lenet) -> None:
 
 def test_loss_reads_the_logits_under_the_softmax(lenet) -> None:
     """A saturated softmax has no gradient; the attacks take the logits underneath it."""
+    from edgecnn.core.keras_env import tf
     from edgecnn.insight.attacks import class_logits
-    from edgecnn.keras_env import tf
 
     model, x, _ = lenet
     logits = class_logits(model, tf.constant(x[:8])).numpy()
@@ -78,7 +78,7 @@ def test_cli_choices_are_the_attack_table() -> None:
 
 
 def test_attack_refuses_a_bad_budget(lenet) -> None:
-    from edgecnn.errors import EdgecnnError
+    from edgecnn.core.errors import EdgecnnError
     from edgecnn.insight.attacks import get_attack, pgd
 
     model, x, y = lenet

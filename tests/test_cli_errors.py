@@ -123,7 +123,7 @@ def test_random_calibration_needs_asking_and_warns(digits_run: Path, tmp_path: P
 
 
 def test_no_partial_output_when_conversion_fails(digits_run: Path, tmp_path: Path, monkeypatch) -> None:
-    from edgecnn.errors import EdgecnnError
+    from edgecnn.core.errors import EdgecnnError
     from edgecnn.pipelines import convert as conv
 
     def boom(*args, **kwargs):

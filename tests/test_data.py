@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.data import load_split
 from edgecnn.data.base import stratified_split
-from edgecnn.errors import EdgecnnError
 
 
 def test_digits_upscaled_gray_and_rgb() -> None:

@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.data import load_data, load_split
 from edgecnn.data.base import random_split
 from edgecnn.data.coco import load_coco
 from edgecnn.data.shapes import _generate, shapes, shapes_seg
 from edgecnn.data.yolo import load_yolo
-from edgecnn.errors import EdgecnnError
 
 
 def write_photo(path: Path, width: int, height: int, photo: str = "coffee", offset: int = 0) -> np.ndarray:

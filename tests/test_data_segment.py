@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.data import load_data, load_split
 from edgecnn.data.masks import read_mask, voc_colormap
 from edgecnn.data.shapes import _generate, shapes_seg
-from edgecnn.errors import EdgecnnError
 
 
 def write_photo(path: Path, size: int, photo: str) -> None:

@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.data import load_data, load_split
 from edgecnn.data.files import ImageFiles
 from edgecnn.data.yolo import label_path
-from edgecnn.errors import EdgecnnError
 
 
 def _image(path: Path, seed: int, size: int = 40) -> None:

@@ -11,7 +11,7 @@ PROBE = """
 import resource
 import cv2
 import numpy as np
-from edgecnn.demo.memory import keep_frame_buffers
+from edgecnn.video.memory import keep_frame_buffers
 
 ids = np.random.default_rng(0).integers(0, 3, (224, 224)).astype(np.uint8)
 frame = np.full((480, 640, 3), 7, np.uint8)
@@ -48,7 +48,7 @@ def test_frame_buffers_stop_faulting_in_once_kept() -> None:
 def test_stage_times_keep_flat_memory_and_the_whole_runs_percentiles() -> None:
     import numpy as np
 
-    from edgecnn.demo.pipeline import Samples
+    from edgecnn.pipelines.demo.loop import Samples
 
     values = np.random.default_rng(1).exponential(5.0, 100_000)
     ramp = values * np.linspace(0.5, 1.5, len(values))  # later frames slower: a sample of the start would miss it

@@ -19,7 +19,7 @@ from edgecnn.archs import create, get_arch, list_archs
 from edgecnn.benchmarks.detection import coco_map
 from edgecnn.detection.anchors import anchor_config, anchors_per_cell, generate_anchors, num_anchors
 from edgecnn.detection.targets import BACKGROUND, BOX_SCALE, IGNORE, anchors_to_corners, assign, decode, encode, iou
-from edgecnn.training.fit import set_bn_statistics
+from edgecnn.trainer.fit import set_bn_statistics
 
 pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
 
@@ -76,8 +76,8 @@ def reference_postprocess(
 
 @pytest.mark.parametrize("name", list_archs("detect"))
 def test_anchors_match_every_detector(name: str) -> None:
+    from edgecnn.core.keras_env import keras
     from edgecnn.detection.postprocess import plain
-    from edgecnn.keras_env import keras
 
     model = create(name, 3, SIZE)
     extra = plain(model.edgecnn_extra)
@@ -146,7 +146,7 @@ def test_assign_gives_every_box_a_positive() -> None:
 
 
 def test_assign_rejects_bad_class_ids() -> None:
-    from edgecnn.errors import EdgecnnError
+    from edgecnn.core.errors import EdgecnnError
 
     anchors = generate_anchors(anchor_config([(2, 2)]))
     with pytest.raises(EdgecnnError, match="class ids must be 0..1"):
@@ -183,8 +183,8 @@ def test_coco_map_hand_checked() -> None:
 
 
 def test_focal_and_box_loss_values() -> None:
+    from edgecnn.core.keras_env import tf
     from edgecnn.detection.loss import detection_losses
-    from edgecnn.keras_env import tf
 
     losses = detection_losses()
     # one image, 3 anchors, 1 class: a positive, a background and an ignored anchor, all scored 0.5
@@ -228,9 +228,10 @@ def test_make_dataset_targets_follow_the_flip() -> None:
 @pytest.fixture(scope="module")
 def trained():
     """SSDLite MobileNet v2 0.35 at 128, 2 classes, trained for 24 steps on 48 synthetic scenes (~16 s)."""
-    from edgecnn.detection.loss import compile_detector, make_dataset
+    from edgecnn.core.keras_env import keras
+    from edgecnn.detection.loss import make_dataset
     from edgecnn.detection.postprocess import plain
-    from edgecnn.keras_env import keras
+    from edgecnn.trainer.fit import compile_detector
 
     keras.utils.set_random_seed(0)
     images, boxes, classes = scenes(48)
@@ -256,9 +257,9 @@ def trained():
 def exported(trained, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The trained detector as float32 and int8 (uint8 input) .tflite, with edgecnn metadata."""
     from edgecnn.convert.tflite import to_tflite
+    from edgecnn.core.metadata import ModelInfo, embed_tflite_info
     from edgecnn.detection.nms import NmsSettings
     from edgecnn.detection.postprocess import detection_graph
-    from edgecnn.metadata import ModelInfo, embed_tflite_info
 
     folder = tmp_path_factory.mktemp("detector")
     paths = {}
@@ -435,8 +436,8 @@ def test_read_detections_identifies_any_order() -> None:
 
 
 def test_export_rejects_a_mismatched_record(trained) -> None:
+    from edgecnn.core.errors import EdgecnnError
     from edgecnn.detection.postprocess import detection_graph
-    from edgecnn.errors import EdgecnnError
 
     wrong = {**trained["extra"], "anchors": anchor_config([(4, 4)])}
     with pytest.raises(EdgecnnError, match="do not match its 64 anchors"):

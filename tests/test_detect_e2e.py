@@ -29,7 +29,7 @@ def detect_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # ---------------------------------------------------------------------------------------------- detect
 def test_detect_run_folder_and_metadata(detect_run: Path) -> None:
-    from edgecnn.metadata import read_keras_info
+    from edgecnn.core.metadata import read_keras_info
 
     metrics = json.loads((detect_run / "metrics.json").read_text())
     info = read_keras_info(detect_run / "model.keras")
@@ -50,7 +50,7 @@ def test_detect_run_folder_and_metadata(detect_run: Path) -> None:
 
 
 def test_detect_int8_keeps_map_and_carries_its_decoding(detect_run: Path) -> None:
-    from edgecnn.metadata import read_tflite_info
+    from edgecnn.core.metadata import read_tflite_info
 
     report = convert_int8(detect_run)
     print(report["accuracy"])

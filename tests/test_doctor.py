@@ -12,10 +12,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from edgecnn import doctor as dr
-from edgecnn.doctor import FAIL, OK, WARN, Finding
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.edgetpu.compiler import CompilerInfo
-from edgecnn.errors import EdgecnnError
+from edgecnn.pipelines import doctor as dr
+from edgecnn.pipelines.doctor import FAIL, OK, WARN, Finding
 
 SYSTEM = platform.system()
 

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from conftest import fake_compiler
 
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.edgetpu.check import (
     AFTER_FALLBACK,
     BAD_RANK,
@@ -48,7 +49,6 @@ from edgecnn.edgetpu.compiler import (
 )
 from edgecnn.edgetpu.ops import OP_TABLE, find_rule
 from edgecnn.edgetpu.tflite_graph import read_graph
-from edgecnn.errors import EdgecnnError
 
 pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
 
@@ -156,8 +156,8 @@ MODELS: dict[str, Model] = {
 
 def _convert(spec: Model) -> bytes:
     from edgecnn.convert.tflite import to_tflite
-    from edgecnn.keras_env import keras, tf
-    from edgecnn.quiet import native_stderr_silenced
+    from edgecnn.core.keras_env import keras, tf
+    from edgecnn.core.quiet import native_stderr_silenced
 
     inputs = keras.Input(shape=spec.shape, batch_size=spec.batch)
     model = keras.Model(inputs, spec.build(inputs, keras, tf))
@@ -316,7 +316,7 @@ def _patched(path: Path, op: str, **changes: Any) -> bytes:
     """The model with one operator code changed (version, or turned into a custom op)."""
     from tensorflow.lite.tools import flatbuffer_utils
 
-    import edgecnn.keras_env  # noqa: F401
+    import edgecnn.core.keras_env  # noqa: F401
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(path.read_bytes()))
     from tensorflow.lite.python import schema_py_generated as schema
@@ -378,7 +378,7 @@ KERAS_AGREES = [
 
 
 def _keras_model(name: str) -> Any:
-    from edgecnn.keras_env import keras, tf
+    from edgecnn.core.keras_env import keras, tf
 
     spec = MODELS[name]
     inputs = keras.Input(shape=spec.shape, batch_size=spec.batch)
@@ -394,8 +394,8 @@ def test_check_keras_agrees_with_check_tflite(corpus: dict[str, Path], name: str
 
 
 def test_check_keras_says_unknown_for_layers_it_does_not_know() -> None:
+    from edgecnn.core.keras_env import keras
     from edgecnn.edgetpu.check import check_keras
-    from edgecnn.keras_env import keras
 
     inputs = keras.Input(shape=(8, 8, 4))
     model = keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2, name="double")(inputs))
@@ -407,8 +407,8 @@ def test_check_keras_says_unknown_for_layers_it_does_not_know() -> None:
 
 
 def test_check_keras_dynamic_input_is_a_problem() -> None:
+    from edgecnn.core.keras_env import keras
     from edgecnn.edgetpu.check import check_keras
-    from edgecnn.keras_env import keras
 
     inputs = keras.Input(shape=(None, None, 3))
     report = check_keras(keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs)))
@@ -426,7 +426,7 @@ def test_check_of_a_keras_applications_model_is_the_verdict_of_its_int8_tflite(
 ) -> None:
     """The two edge models users bring most: TFOpLambda hard-swish pieces, Normalization, Rescaling. The
     Keras check is the check of their own int8 .tflite, op for op, each op named by its Keras layer."""
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
     from edgecnn.pipelines.check import CheckOptions, check_model
     from edgecnn.pipelines.convert import ConvertOptions, convert
 
@@ -486,7 +486,7 @@ def _arch_tflite(name: str, size: int | None) -> bytes:
     """The int8 .tflite the task deploys: detectors end in the postprocess op, segmenters in logits."""
     from edgecnn.archs import create, get_arch
     from edgecnn.convert.tflite import to_tflite
-    from edgecnn.metadata import ModelInfo
+    from edgecnn.core.metadata import ModelInfo
     from edgecnn.tasks import get_task
 
     spec = get_arch(name)

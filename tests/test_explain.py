@@ -40,7 +40,7 @@ def images(val, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 def test_gradcam_mass_lies_on_the_strokes(digits_run: Path, val) -> None:
     """Done-when: the Grad-CAM heatmap's mass inside the digit's strokes beats a uniform map's (ratio 1)."""
     from edgecnn.insight.gradcam import gradcam
-    from edgecnn.training.keras_io import load_keras
+    from edgecnn.trainer.load import load_keras
 
     model, _ = load_keras(digits_run / "model.keras")
     x = val.x[:100]
@@ -130,9 +130,9 @@ def test_occlusion_of_int8_tflite_never_imports_tensorflow(digits_run: Path, ima
 
 @pytest.mark.tf
 def test_gradcam_finds_the_last_conv_of_a_nested_backbone() -> None:
+    from edgecnn.core.keras_env import keras
     from edgecnn.insight.gradcam import gradcam
     from edgecnn.insight.layers import gradcam_layer
-    from edgecnn.keras_env import keras
 
     keras.utils.set_random_seed(0)
     inner_in = keras.Input((16, 16, 3))

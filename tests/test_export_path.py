@@ -12,9 +12,9 @@ import pytest
 
 from edgecnn.archs import create
 from edgecnn.cli import main
-from edgecnn.metadata import ModelInfo
+from edgecnn.core.metadata import ModelInfo
 from edgecnn.runtime.interpreter import TFLiteModel
-from edgecnn.training.fit import set_bn_statistics
+from edgecnn.trainer.fit import set_bn_statistics
 
 CALIB = 24  # calibration images: enough for stable ranges, few enough to stay fast
 
@@ -29,8 +29,8 @@ def _digits() -> Any:
 def lenet(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """An untrained LeNet-5 (two average pools, a softmax: what the int8 recipe rewrites and keeps float) with
     the BatchNorm statistics of digits, saved with its record."""
-    from edgecnn.keras_env import keras
-    from edgecnn.training.keras_io import save_keras
+    from edgecnn.core.keras_env import keras
+    from edgecnn.core.keras_io import save_keras
 
     split = _digits()
     keras.utils.set_random_seed(0)
@@ -145,10 +145,10 @@ def shapes_detect() -> Any:
 
 def test_float_layers_on_a_detector(shapes_detect: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The detector keeps its custom postprocess op and its four float outputs with layers kept float."""
+    from edgecnn.core.keras_env import keras
+    from edgecnn.core.keras_io import save_keras
     from edgecnn.detection.postprocess import plain
-    from edgecnn.keras_env import keras
     from edgecnn.runtime.detect import read_detections
-    from edgecnn.training.keras_io import save_keras
 
     keras.utils.set_random_seed(0)
     model = create("ssdlite_mobilenet_v2_035", len(shapes_detect.train.labels), 96, 3)
@@ -174,9 +174,9 @@ def test_float_layers_on_a_detector(shapes_detect: Any, tmp_path: Path, monkeypa
 
 
 def test_float_layers_on_a_segmenter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgecnn.core.keras_env import keras
+    from edgecnn.core.keras_io import save_keras
     from edgecnn.data import load_split
-    from edgecnn.keras_env import keras
-    from edgecnn.training.keras_io import save_keras
 
     split = load_split("shapes-seg", "segment", 64, None, 0, 0.2)
     keras.utils.set_random_seed(0)
@@ -241,9 +241,9 @@ def test_task_pieces_come_from_the_task_object(lenet: dict, tmp_path: Path) -> N
     'detect' that does not override them exports no detection decoding (nothing is looked up by name)."""
     from edgecnn.convert.export import export
     from edgecnn.convert.onnx import plain_function
-    from edgecnn.convert.tflite import keras_graph
     from edgecnn.convert.tflite_metadata import classify_outputs
-    from edgecnn.keras_env import keras
+    from edgecnn.core.graph import keras_graph
+    from edgecnn.core.keras_env import keras
     from edgecnn.tasks.classify import ClassifyTask
 
     asked: list[str] = []

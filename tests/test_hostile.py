@@ -327,7 +327,7 @@ def test_outputs_get_normal_file_permissions(tmp_path: Path) -> None:
     """Written through a temp file, but readable by others as a plainly created file is (not 0600)."""
     import os
 
-    from edgecnn.fileio import write_bytes
+    from edgecnn.core.fileio import write_bytes
 
     mask = os.umask(0o022)
     try:

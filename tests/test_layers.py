@@ -20,12 +20,12 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "core",
         (
             "edgecnn",
-            "edgecnn.errors",
-            "edgecnn.quiet",
-            "edgecnn.fileio",
-            "edgecnn.keras_env",
-            "edgecnn.metadata",
-            "edgecnn.config",
+            "edgecnn.core.errors",
+            "edgecnn.core.quiet",
+            "edgecnn.core.fileio",
+            "edgecnn.core.keras_env",
+            "edgecnn.core.metadata",
+            "edgecnn.core.config",
         ),
     ),
     (
@@ -36,26 +36,26 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "edgecnn.runtime",
             "edgecnn.benchmarks",
             "edgecnn.convert",
-            "edgecnn.training",
+            "edgecnn.trainer",
             "edgecnn.detection",
             "edgecnn.segmentation",
             "edgecnn.optimize",
             "edgecnn.edgetpu",
-            "edgecnn.profile",
-            "edgecnn.demo.sources",
-            "edgecnn.demo.overlay",
+            "edgecnn.insight.profile",
+            "edgecnn.video.sources",
+            "edgecnn.video.overlay",
             "edgecnn.insight",
         ),
     ),
     ("tasks", ("edgecnn.tasks",)),
-    ("pipelines", ("edgecnn.pipelines", "edgecnn.demo", "edgecnn.doctor")),
+    ("pipelines", ("edgecnn.pipelines", "edgecnn.video", "edgecnn.pipelines.doctor")),
     ("cli", ("edgecnn.cli", "edgecnn.__main__")),
 )
 # The TensorFlow-free subpackages: what the Pi runs. Enforced by the blocked-import tests too.
 LIGHT = (
     "edgecnn.runtime",
     "edgecnn.benchmarks",
-    "edgecnn.demo",
+    "edgecnn.video",
     "edgecnn.tasks",
     "edgecnn.data",
     "edgecnn.edgetpu",
@@ -173,15 +173,15 @@ def test_the_detector_finds_a_circle_and_an_upward_import(tmp_path: Path) -> Non
         (pkg / "tasks").mkdir(parents=True)
         (pkg / "__init__.py").write_text("")
         (pkg / "errors.py").write_text("from edgecnn.tasks import x\n")
-        (pkg / "tasks" / "__init__.py").write_text("from edgecnn.errors import y\n")
+        (pkg / "tasks" / "__init__.py").write_text("from edgecnn.core.errors import y\n")
         MODULES = {
             "edgecnn": pkg / "__init__.py",
-            "edgecnn.errors": pkg / "errors.py",
+            "edgecnn.core.errors": pkg / "errors.py",
             "edgecnn.tasks": pkg / "tasks" / "__init__.py",
         }
-        with pytest.raises(AssertionError, match="edgecnn.errors:1 imports edgecnn.tasks"):
+        with pytest.raises(AssertionError, match="edgecnn.core.errors:1 imports edgecnn.tasks"):
             test_imports_only_point_down()
-        with pytest.raises(AssertionError, match="edgecnn.errors -> edgecnn.tasks -> edgecnn.errors"):
+        with pytest.raises(AssertionError, match="edgecnn.core.errors -> edgecnn.tasks -> edgecnn.core.errors"):
             test_no_import_circle()
     finally:
         MODULES = saved

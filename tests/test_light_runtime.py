@@ -46,7 +46,7 @@ def test_command_never_imports_tensorflow(
 
 def test_light_modules_import_without_tensorflow() -> None:
     code = (
-        "import sys, edgecnn.runtime, edgecnn.benchmarks.latency, edgecnn.demo.pipeline, edgecnn.cli;"
+        "import sys, edgecnn.runtime, edgecnn.benchmarks.latency, edgecnn.pipelines.demo.loop, edgecnn.cli;"
         "print(sorted(m for m in sys.modules if m.startswith('tensorflow')))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

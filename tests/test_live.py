@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from edgecnn.demo.live import BOUNDARY, LiveView, parse_address
-from edgecnn.demo.pipeline import LoopOptions, run_demo
-from edgecnn.demo.sources import open_source
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.pipelines.demo.loop import LoopOptions, run_demo
 from edgecnn.runtime import load_model
+from edgecnn.video.live import BOUNDARY, LiveView, parse_address
+from edgecnn.video.sources import open_source
 
 
 def free_port() -> int:

@@ -24,8 +24,8 @@ onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed: pip 
 
 from edgecnn.archs import create, list_archs  # noqa: E402
 from edgecnn.cli import main  # noqa: E402
-from edgecnn.metadata import METADATA_NAME, ModelInfo  # noqa: E402
-from edgecnn.training.fit import set_bn_statistics  # noqa: E402
+from edgecnn.core.metadata import METADATA_NAME, ModelInfo  # noqa: E402
+from edgecnn.trainer.fit import set_bn_statistics  # noqa: E402
 
 SIZE = 32
 CI_MEMBERS = ("lenet5", "mobilenet_v2_035", "mobilenet_v3_small_075", "convnext_atto")
@@ -63,7 +63,7 @@ def test_ci_members_are_registered() -> None:
 
 @pytest.mark.parametrize("name", members())
 def test_registry_classifier_matches_keras(name: str, digits_rgb: np.ndarray, tmp_path: Path) -> None:
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
 
     keras.utils.set_random_seed(0)
     model = create(name, 10, SIZE, 3)
@@ -89,10 +89,10 @@ def shapes_val() -> object:
 def test_detector_with_its_decoding_matches_keras(shapes_val, tmp_path: Path) -> None:
     """The .onnx's boxes, classes, scores and count against the Keras model through edgecnn's numpy copy of
     TFLite_Detection_PostProcess (decode, each anchor's best class, one NMS, at most 25)."""
+    from edgecnn.core.keras_env import keras
     from edgecnn.detection.anchors import generate_anchors
     from edgecnn.detection.nms import DEFAULT_NMS, postprocess
     from edgecnn.detection.postprocess import plain
-    from edgecnn.keras_env import keras
     from edgecnn.runtime.detect import read_detections
 
     keras.utils.set_random_seed(0)
@@ -134,8 +134,8 @@ def test_detector_with_its_decoding_matches_keras(shapes_val, tmp_path: Path) ->
 def test_segmenter_matches_keras(tmp_path: Path) -> None:
     """The .onnx ends in the logits (as the .tflite: same argmax, no per-pixel softmax): their softmax against
     the Keras model's own output, the per-pixel probabilities."""
+    from edgecnn.core.keras_env import keras
     from edgecnn.data import load_split
-    from edgecnn.keras_env import keras
 
     val = load_split("shapes-seg", "segment", 64, None, 0, 0.2).val
     keras.utils.set_random_seed(0)

@@ -14,10 +14,10 @@ import pytest
 
 ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed: pip install 'edgecnn[onnx]'")
 
-from edgecnn import doctor as dr  # noqa: E402
 from edgecnn.cli import main  # noqa: E402
-from edgecnn.doctor import OK, WARN, Finding  # noqa: E402
-from edgecnn.errors import EdgecnnError  # noqa: E402
+from edgecnn.core.errors import EdgecnnError  # noqa: E402
+from edgecnn.pipelines import doctor as dr  # noqa: E402
+from edgecnn.pipelines.doctor import OK, WARN, Finding  # noqa: E402
 from edgecnn.runtime.onnx import PROVIDERS, OnnxModel, provider_chain  # noqa: E402
 
 AVAILABLE = ort.get_available_providers()
@@ -124,7 +124,7 @@ def test_a_damaged_onnx_is_one_line(digits_onnx: Path, tmp_path: Path, capsys) -
     assert rc == 2 and err.startswith(f"edgecnn benchmark: error: cannot load model {bad}: ") and err.count("\n") == 1
     import onnx
 
-    from edgecnn.metadata import METADATA_NAME
+    from edgecnn.core.metadata import METADATA_NAME
 
     proto = onnx.load(str(digits_onnx))
     next(p for p in proto.metadata_props if p.key == METADATA_NAME).value = '{"labels": 7}'

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.pipelines.optimize import OptimizeConfig, optimize
 
 pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
@@ -87,7 +87,7 @@ def test_report_files(pruned_clustered: list) -> None:
 
 def test_saved_pruned_model_is_plain_and_sparse(pruned_clustered: list) -> None:
     from edgecnn.optimize.common import sparsity
-    from edgecnn.training.keras_io import load_keras
+    from edgecnn.trainer.load import load_keras
 
     model, info = load_keras(Path(pruned_clustered[2].path).with_name("model.keras"))
     assert not any("Prune" in type(layer).__name__ for layer in model.layers)
@@ -100,7 +100,7 @@ def test_structured_2_4(digits_run: Path, tmp_path: Path) -> None:
         digits_run,
         OptimizeConfig(prune=0.5, structured="2:4", epochs=1, lr=5e-4, bench_runs=10, out=str(tmp_path / "s")),
     )
-    from edgecnn.training.keras_io import load_keras
+    from edgecnn.trainer.load import load_keras
 
     model, _ = load_keras(Path(rows[-1].path).with_name("model.keras"))
     kernel = model.get_layer("c5").kernel.numpy()  # Dense (400, 120): groups of 4 along the input axis
@@ -113,7 +113,7 @@ def test_distilled_student_beats_student_alone(digits_run: Path, tmp_path: Path)
     20-epoch teacher (T=4, alpha=0.1). Measured: 95.82% alone, 96.10% distilled (+1 of 359 images; +2 before
     each epoch got its own seeded pipeline for resumable runs). Distillation's gain on digits is this small:
     with students of seeds 1 and 2 it was +1 and -2 images, so the test pins seed 0."""
-    from edgecnn.config import TrainConfig
+    from edgecnn.core.config import TrainConfig
     from edgecnn.pipelines.train import train
 
     alone = train(TrainConfig(arch="lenet5", epochs=6, augment=False, seed=0, out=str(tmp_path / "alone")), verbose=0)
@@ -125,7 +125,7 @@ def test_distilled_student_beats_student_alone(digits_run: Path, tmp_path: Path)
 
 
 def test_teacher_with_other_classes_is_refused(digits_run: Path, tmp_path: Path, image_folder: Path) -> None:
-    from edgecnn.config import TrainConfig
+    from edgecnn.core.config import TrainConfig
     from edgecnn.pipelines.train import train
 
     other = train(
@@ -155,7 +155,7 @@ def test_nothing_to_do_and_bad_values(digits_run: Path) -> None:
 def test_clustering_a_quantization_aware_model_is_refused(digits_run: Path) -> None:
     from edgecnn.optimize.cluster import ClusterConfig, apply_clustering
     from edgecnn.optimize.qat import quantize_model
-    from edgecnn.training.keras_io import load_keras
+    from edgecnn.trainer.load import load_keras
 
     model, _ = load_keras(digits_run)
     qat = quantize_model(model)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.tf  # builds and optimizes Keras models: not in the fas
 def foreign_model(path: Path, classes: int = 2) -> Path:
     """A keras.applications-style classifier, scaled down: in-graph rescaling, a nested Functional backbone
     (conv-BN-ReLU6 twice), pooling and a softmax head; no edgecnn record, no run folder."""
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
 
     keras.utils.set_random_seed(0)
     inner = keras.Input((32, 32, 3))
@@ -43,9 +43,9 @@ def test_optimize_a_foreign_keras_model_on_a_folder(image_folder: Path, tmp_path
     assert "flatten: nested model" in text  # the QAT plan inlines the backbone
     rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| ") and "%" in line]
     assert rows == ["float32", "ptq_int8", "prune", "prune+cluster", "prune+cluster+qat"]
-    from edgecnn.metadata import read_keras_info, read_tflite_info
+    from edgecnn.core.metadata import read_keras_info, read_tflite_info
     from edgecnn.optimize.common import sparsity
-    from edgecnn.training.keras_io import load_keras
+    from edgecnn.trainer.load import load_keras
 
     final = out / "3_prune+cluster+qat"
     info = read_keras_info(final / "model.keras")  # the optimized model now carries a record

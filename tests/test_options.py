@@ -1,5 +1,5 @@
 """One option table per command: every flag, check, --config key and options object comes from the
-dataclass fields that declare it (edgecnn.config.opt). No TensorFlow and no trained run: parsing only."""
+dataclass fields that declare it (edgecnn.core.config.opt). No TensorFlow and no trained run: parsing only."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from edgecnn import cli
-from edgecnn.config import TrainConfig, flag_of, load_config, option_of, to_yaml
 from edgecnn.convert.formats import FORMATS, Format
+from edgecnn.core.config import TrainConfig, flag_of, load_config, option_of, to_yaml
 from edgecnn.pipelines.options import ConvertOptions
 
 COMMANDS = {command.name: command for command in cli.COMMANDS}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgecnn.demo.overlay import draw_classes, draw_hud
 from edgecnn.runtime.classify import Class
+from edgecnn.video.overlay import draw_classes, draw_hud
 
 
 def inked_rows(frame: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""demo/pi_emulated.py and demo/install_pi.sh: edgecnn's light install on an emulated Raspberry Pi OS.
+"""tests/tools/pi_emulated.py and demo/install_pi.sh: edgecnn's light install on an emulated Raspberry Pi OS.
 
 The ``pi`` tests build (once; cached) and enter an arm64 Debian bookworm root folder through qemu: they
 need root, binfmt_misc and network to Debian and PyPI, and take minutes. Run them with
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "demo" / "pi_emulated.py"
+SCRIPT = ROOT / "tests" / "tools" / "pi_emulated.py"
 INSTALL = ROOT / "demo" / "install_pi.sh"
 
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import fake_compiler, run_cli
 
-from edgecnn.metadata import read_keras_info, read_tflite_info
+from edgecnn.core.metadata import read_keras_info, read_tflite_info
 
 BENCH_KEYS = {
     "model",
@@ -197,9 +197,9 @@ def test_demo_on_video_saves_annotated_clip(digits_run: Path, digits_clip: Path,
 def test_demo_classifies_images_correctly(digits_run: Path, tmp_path: Path) -> None:
     """Overlay results on real frames: each digit image in a folder gets its own label on top."""
     from edgecnn.data import load_split
-    from edgecnn.demo.pipeline import LoopOptions, run_demo
-    from edgecnn.demo.sources import open_source
+    from edgecnn.pipelines.demo.loop import LoopOptions, run_demo
     from edgecnn.runtime import load_model
+    from edgecnn.video.sources import open_source
 
     val = load_split("digits", "classify", 32, None, 0, 0.2).val
     for i in range(20):
@@ -347,11 +347,11 @@ def test_benchmark_source_runs_the_demo_pipeline(digits_run: Path, digits_clip: 
 def test_a_failing_demo_thread_ends_the_run_with_one_line(digits_run: Path, digits_clip: Path, tmp_path: Path) -> None:
     """An exception in the inference or capture thread ends the run (no hang), names the thread, and leaves
     no partial video behind."""
-    from edgecnn.demo.pipeline import LoopOptions, run_demo
-    from edgecnn.demo.sources import Source, open_source
-    from edgecnn.errors import EdgecnnError
+    from edgecnn.core.errors import EdgecnnError
+    from edgecnn.pipelines.demo.loop import LoopOptions, run_demo
     from edgecnn.runtime import load_model
     from edgecnn.tasks.classify import ClassifyTask
+    from edgecnn.video.sources import Source, open_source
 
     class Broken(ClassifyTask):
         def read(self, model: object, frame_shape: tuple, top_k: int, threshold: float) -> list:

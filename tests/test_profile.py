@@ -1,4 +1,4 @@
-"""edgecnn.profile against numbers worked out by hand: LeNet-5, a ResNet basic block, a branching graph."""
+"""edgecnn.insight.profile against numbers worked out by hand: LeNet-5, a ResNet basic block, a branching graph."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 
 from edgecnn.archs import create
-from edgecnn.profile import conv_output_size, format_profile, profile_model, tf_padding
+from edgecnn.insight.profile import conv_output_size, format_profile, profile_model, tf_padding
 
 pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
 
@@ -59,7 +59,7 @@ def test_lenet5_by_hand() -> None:
 
 def _basic_block() -> object:
     """ResNet basic block on 8x8x16: conv3x3 BN ReLU conv3x3 BN + identity."""
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
 
     layers = keras.layers
     inputs = keras.Input((8, 8, 16), name="x")
@@ -91,7 +91,7 @@ def test_resnet_basic_block_by_hand() -> None:
 
 def test_peak_memory_of_a_branching_graph() -> None:
     """x 4x4x2 -> a 1x1 conv (4) -> b 1x1 (16) -> c 1x1 (4) -> a + c: a stays alive across b and c."""
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
 
     layers = keras.layers
     x = keras.Input((4, 4, 2), name="x")  # 32 elements
@@ -108,7 +108,7 @@ def test_peak_memory_of_a_branching_graph() -> None:
 
 
 def test_mac_and_field_rules_per_layer_type() -> None:
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
 
     layers = keras.layers
     x = keras.Input((8, 8, 4))
@@ -130,7 +130,7 @@ def test_mac_and_field_rules_per_layer_type() -> None:
 
 
 def test_nested_models_are_walked_into() -> None:
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
 
     layers = keras.layers
     inner = keras.Sequential([layers.Conv2D(4, 3, name="conv"), layers.ReLU(name="relu")], name="inner")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgecnn.archs import create, get_arch, list_archs
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 
 pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
 
@@ -44,7 +44,7 @@ def digits_rgb() -> np.ndarray:
 def tiny_custom_model():
     """Input -> Rescaling -> conv -> HardSwish -> SqueezeExcite -> pool -> dense: the plan test's model."""
     from edgecnn.archs.layers import HardSwish, SqueezeExcite
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
 
     inputs = keras.Input((16, 16, 3), name="pixels")
     x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(inputs)
@@ -95,7 +95,7 @@ def test_quantizing_twice_is_refused() -> None:
 # -------------------------------------------------------------------- schemes, training, reload
 @pytest.mark.parametrize("scheme", ["default", "prune_preserve", "cluster_preserve", "cluster_prune_preserve"])
 def test_schemes_train(scheme: str) -> None:
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
     from edgecnn.optimize.qat import quantize_model
 
     keras.utils.set_random_seed(0)
@@ -110,7 +110,7 @@ def test_schemes_train(scheme: str) -> None:
 def test_squeeze_excite_model_converts_to_full_integer() -> None:
     """Rescaling, HardSwish and the decomposed SqueezeExcite: every tensor int8, LiteRT agrees with Keras."""
     from edgecnn.convert.tflite import to_tflite
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
     from edgecnn.optimize.qat import quantize_model
 
     keras.utils.set_random_seed(0)
@@ -124,7 +124,7 @@ def test_squeeze_excite_model_converts_to_full_integer() -> None:
 
 def test_qat_model_saves_and_reloads(tmp_path: Path) -> None:
     from edgecnn.optimize.qat import quantize_model
-    from edgecnn.training.keras_io import load_keras
+    from edgecnn.trainer.load import load_keras
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (8, 16, 16, 3)).astype(np.float32)
@@ -169,7 +169,7 @@ def test_member_plans_quantizes_and_runs(name: str, digits_rgb: np.ndarray) -> N
 def _train_step_and_convert(model, images: np.ndarray) -> None:
     """quantize_model, one training epoch on 32 images, int8 conversion, LiteRT run agreeing with Keras."""
     from edgecnn.convert.tflite import to_tflite
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
     from edgecnn.optimize.qat import quantize_model
 
     labels = np.arange(len(images)) % 10
@@ -185,7 +185,7 @@ def _train_step_and_convert(model, images: np.ndarray) -> None:
 
 @pytest.mark.slow  # 3 minutes on 2 cores (CI budget); run with -m slow
 def test_keras_applications_mobilenet_v3(digits_rgb: np.ndarray) -> None:
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
 
     keras.utils.set_random_seed(0)
     model = keras.applications.MobileNetV3Small(
@@ -196,7 +196,7 @@ def test_keras_applications_mobilenet_v3(digits_rgb: np.ndarray) -> None:
 
 @pytest.mark.slow  # about 2 minutes on 2 cores (CI budget); run with -m slow
 def test_keras_applications_backbone_nested_in_a_classifier(digits_rgb: np.ndarray) -> None:
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
     from edgecnn.optimize.qat import FLATTEN, plan_qat
 
     keras.utils.set_random_seed(0)
@@ -222,8 +222,8 @@ def test_lenet5_qat_starts_at_post_training_int8_and_converts_faithfully() -> No
     is asserted through the product path, ``edgecnn optimize --qat``, in test_optimize.py; on this
     hand-rolled recipe (no augmentation) fine-tuning moves 1-2 of the 359 images either way."""
     from edgecnn.convert.tflite import to_tflite
+    from edgecnn.core.keras_env import keras, tf
     from edgecnn.data import load_split
-    from edgecnn.keras_env import keras, tf
     from edgecnn.optimize.qat import quantize_model
 
     split = load_split("digits", "classify", SIZE, 1, seed=0, val_fraction=0.2)

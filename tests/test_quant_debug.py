@@ -143,7 +143,8 @@ def test_debugger_finds_a_planted_outlier_channel(digits_run: Path, tmp_path: Pa
     first with the layers up to the one that computes with the tensor (through the pooling), names the
     channel, and keeping that unit float wins at least half of the loss back, in its report and in the file
     ``convert --float-layers`` writes."""
-    from edgecnn.training.keras_io import load_keras, save_keras
+    from edgecnn.core.keras_io import save_keras
+    from edgecnn.trainer.load import load_keras
 
     model, info = load_keras(digits_run / "model.keras")
     pixels = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 1)).astype(np.float32)
@@ -272,7 +273,7 @@ def test_whole_set_passes_stream_files_a_batch_at_a_time(digits_run: Path, tmp_p
     from edgecnn.data.files import ImageFiles
     from edgecnn.pipelines import quant_debug, robustness
     from edgecnn.runtime.interpreter import TFLiteModel
-    from edgecnn.training.keras_io import load_keras
+    from edgecnn.trainer.load import load_keras
 
     model, info = load_keras(digits_run / "model.keras")
     int8 = digits_run / "model_int8.tflite"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgecnn.archs import create, get_arch, list_archs
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 
 pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
 
@@ -36,7 +36,7 @@ def test_lenet5_is_the_classic_61706_parameters() -> None:
 @pytest.mark.parametrize("alpha", [1.0, 0.5, 0.35])
 def test_mobilenet_v2_matches_keras_applications(alpha: float) -> None:
     """Same layers, names and parameter counts as keras.applications.MobileNetV2 (224x224, 1000 classes)."""
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
 
     ours = create("mobilenet_v2", 1000, 224, 3, alpha=alpha)
     ref = keras.applications.MobileNetV2(weights=None, alpha=alpha)

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.runtime import interpreter as rt
 
 

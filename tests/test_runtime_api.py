@@ -66,12 +66,12 @@ def _shapes_model(task: str, arch: str, data: str, folder: Path) -> Path:
     """A seeded untrained model of ``task`` on the shapes data, saved with its record and converted to int8.
     An untrained detector's class heads sit under NMS's score floor: seeded random biases let boxes through."""
     from edgecnn.archs import create
+    from edgecnn.core.keras_env import keras
+    from edgecnn.core.keras_io import save_keras
+    from edgecnn.core.metadata import ModelInfo
     from edgecnn.data import load_split
     from edgecnn.detection.postprocess import plain
-    from edgecnn.keras_env import keras
-    from edgecnn.metadata import ModelInfo
     from edgecnn.pipelines.convert import ConvertOptions, convert
-    from edgecnn.training.keras_io import save_keras
 
     val = load_split(data, task, SHAPES, None, 0, 0.2).val
     keras.utils.set_random_seed(0)
@@ -219,7 +219,7 @@ def test_segment_gives_a_class_id_per_frame_pixel(deployed: Path) -> None:
 
 WRONG_TASK = """
 import cv2
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.runtime import classify, detect, open_model, segment
 frame = cv2.imread('photo.jpg')
 for function, path in ((classify, 'detector_int8.tflite'), (detect, 'segmenter_int8.tflite'),

@@ -21,7 +21,7 @@ import pytest
 
 from edgecnn.archs import get_arch, list_archs
 from edgecnn.benchmarks.segmentation import confusion_matrix, segmentation_metrics
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.runtime.segment import PACKED_MAX_CLASSES, Segmentation, class_ids, palette, segment
 
 pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
@@ -84,8 +84,8 @@ def trained_unet(shapes_data: dict[str, np.ndarray], tmp_path_factory: pytest.Te
     """A small U-Net (8 filters, 3 levels) trained 8 epochs with seed 0, and its int8 .tflite."""
     from edgecnn.archs import create
     from edgecnn.convert.tflite import to_tflite
-    from edgecnn.keras_env import keras
-    from edgecnn.metadata import ModelInfo, embed_tflite_info
+    from edgecnn.core.keras_env import keras
+    from edgecnn.core.metadata import ModelInfo, embed_tflite_info
     from edgecnn.segmentation import make_dataset, masked_sparse_ce
 
     keras.utils.set_random_seed(0)
@@ -108,7 +108,7 @@ def converted(name: str, logits: bool) -> bytes:
     if (name, logits) not in _CONVERTED:
         from edgecnn.archs import create
         from edgecnn.convert.tflite import to_tflite
-        from edgecnn.keras_env import keras
+        from edgecnn.core.keras_env import keras
         from edgecnn.segmentation import logits_model
 
         keras.utils.set_random_seed(0)
@@ -134,7 +134,7 @@ def test_segmenters_are_registered_with_their_task() -> None:
 @pytest.mark.parametrize("name", SEGMENTERS)
 def test_every_segmenter_outputs_full_size_softmax_maps(name: str) -> None:
     from edgecnn.archs import create
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
 
     keras.utils.set_random_seed(0)
     model = create(name, 4, SIZE)
@@ -150,9 +150,10 @@ def test_every_segmenter_outputs_full_size_softmax_maps(name: str) -> None:
 @pytest.mark.parametrize("name", _slow_unless("unet"))  # the MobileNet-based ones take 6-9 s each
 def test_every_segmenter_saves_and_reloads(name: str, tmp_path: Path) -> None:
     from edgecnn.archs import create
-    from edgecnn.keras_env import keras
-    from edgecnn.metadata import ModelInfo
-    from edgecnn.training.keras_io import load_keras, save_keras
+    from edgecnn.core.keras_env import keras
+    from edgecnn.core.keras_io import save_keras
+    from edgecnn.core.metadata import ModelInfo
+    from edgecnn.trainer.load import load_keras
 
     keras.utils.set_random_seed(0)
     model = create(name, 3, SIZE)
@@ -196,7 +197,7 @@ def test_bad_options_are_one_line_errors() -> None:
 
 def test_deeplab_without_skip_and_logits_model_error() -> None:
     from edgecnn.archs import create
-    from edgecnn.keras_env import keras
+    from edgecnn.core.keras_env import keras
     from edgecnn.segmentation import logits_model
 
     model = create("deeplabv3_mobilenet_v2", 3, SIZE, skip_stride=0, alpha=0.35)
@@ -358,7 +359,7 @@ def test_metrics_reject_bad_input() -> None:
 
 # ------------------------------------------------------------------------------------- loss and data
 def test_masked_loss_ignores_255_pixels() -> None:
-    from edgecnn.keras_env import tf
+    from edgecnn.core.keras_env import tf
     from edgecnn.segmentation import masked_sparse_ce, segmentation_loss, soft_dice_loss
 
     rng = np.random.default_rng(0)

@@ -57,9 +57,9 @@ def test_segment_eval_and_demo_without_tensorflow(segment_run: Path, tmp_path: P
 
 
 def test_overlays_draw_boxes_and_masks() -> None:
-    from edgecnn.demo.overlay import class_colour, draw_detections, draw_segmentation
     from edgecnn.runtime.detect import Detection
     from edgecnn.runtime.segment import Segmentation
+    from edgecnn.video.overlay import class_colour, draw_detections, draw_segmentation
 
     frame = np.zeros((120, 160, 3), np.uint8)
     draw_detections(frame, [Detection(1, "square", 0.9, (20, 30, 80, 100))])
@@ -114,7 +114,7 @@ def test_task_and_data_mismatches_are_one_line_errors(tmp_path: Path) -> None:
     [("ssdlite_mobilenet_v2_035_shapes.yaml", "map50"), ("unet_mobilenet_v2_shapes_seg.yaml", "miou")],
 )
 def test_recipe_meets_its_target(recipe: str, metric: str, tmp_path: Path) -> None:
-    from edgecnn.config import load_train_config
+    from edgecnn.core.config import load_train_config
     from edgecnn.pipelines.convert import ConvertOptions, convert
     from edgecnn.pipelines.train import train
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from edgecnn.demo import sources
-from edgecnn.demo.pipeline import LoopOptions, run_demo
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.pipelines.demo.loop import LoopOptions, run_demo
 from edgecnn.runtime import load_model
+from edgecnn.video import sources
 
 
 class FakeCapture:

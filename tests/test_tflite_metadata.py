@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from edgecnn.convert.tflite_metadata import AXIS_LABELS, BOUNDING_BOX, FEATURE, GRAYSCALE, IMAGE, RGB, VALUE_LABELS
-from edgecnn.metadata import I8, I32, U8, FlatTable, ModelInfo, read_tflite_info, read_tflite_metadata
+from edgecnn.core.metadata import I8, I32, U8, FlatTable, ModelInfo, read_tflite_info, read_tflite_metadata
 
 pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
 
@@ -118,10 +118,10 @@ def task_models(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A seeded untrained detector and segmenter on the shapes data at 64x64, saved with their records and
     converted by ``edgecnn convert`` (float32); int8 on demand (``convert_to``)."""
     from edgecnn.archs import create
+    from edgecnn.core.keras_env import keras
+    from edgecnn.core.keras_io import save_keras
     from edgecnn.data import load_split
     from edgecnn.detection.postprocess import plain
-    from edgecnn.keras_env import keras
-    from edgecnn.training.keras_io import save_keras
 
     folder = tmp_path_factory.mktemp("tasks")
     found = {}
@@ -232,7 +232,7 @@ def mediapipe(task: str, model: Path, images: np.ndarray, tmp_path: Path) -> dic
 @pytest.fixture(scope="module")
 def rgb_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """LeNet-5 trained on digits in RGB (MediaPipe's classifier takes RGB models only), float32 and int8."""
-    from edgecnn.config import TrainConfig
+    from edgecnn.core.config import TrainConfig
     from edgecnn.pipelines.convert import ConvertOptions, convert
     from edgecnn.pipelines.train import train
 

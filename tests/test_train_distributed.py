@@ -28,7 +28,7 @@ TOP1_TOLERANCE = 0.01
 # Splitting the one CPU into two logical devices must happen before TensorFlow initializes: a fresh process.
 LOGICAL_CPUS = """
 import sys
-from edgecnn.keras_env import tf
+from edgecnn.core.keras_env import tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from edgecnn.cli import main

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgecnn.cli import main
-from edgecnn.keras_env import flatbuffer_utils, tflite_schema
+from edgecnn.core.keras_env import flatbuffer_utils, tflite_schema
 
 pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
 
@@ -30,7 +30,7 @@ def test_mixed_float16_run_exports_float32_clean_and_matches_float32(
 ) -> None:
     from edgecnn.pipelines.convert import ConvertOptions, convert
     from edgecnn.pipelines.evaluate import evaluate
-    from edgecnn.training.keras_io import load_keras
+    from edgecnn.trainer.load import load_keras
 
     run = tmp_path / "fp16"
     argv = ["train", "--arch", "lenet5", "--data", "digits", "--epochs", "20", "--seed", "0", "--out", str(run)]

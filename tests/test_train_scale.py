@@ -13,13 +13,14 @@ import pytest
 import yaml
 
 from edgecnn.cli import main
-from edgecnn.config import LR_SCALING_RULES, TrainConfig
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import keras, tf
-from edgecnn.training.distribute import LR_SCALING, Placement
-from edgecnn.training.fit import learning_rate
-from edgecnn.training.precision import compute_dtypes, output_chain, policy, training_copy
-from edgecnn.training.step import trainer
+from edgecnn.core.config import LR_SCALING_RULES, TrainConfig
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.graph import output_chain, training_copy
+from edgecnn.core.keras_env import keras, policy, tf
+from edgecnn.trainer.distribute import LR_SCALING, Placement
+from edgecnn.trainer.fit import learning_rate
+from edgecnn.trainer.precision import compute_dtypes
+from edgecnn.trainer.step import trainer
 
 pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
 

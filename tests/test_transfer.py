@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edgecnn.config import TrainConfig
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.config import TrainConfig
+from edgecnn.core.errors import EdgecnnError
 
 pytestmark = pytest.mark.tf  # trains: not in the fast lane
 
@@ -60,8 +60,8 @@ def test_pretrained_backbone_beats_scratch(tmp_path: Path) -> None:
 def test_imagenet_weights_come_from_keras_cache(tmp_path: Path, monkeypatch) -> None:
     """--weights imagenet goes through keras.applications' own loader; the cached file is made here."""
     from edgecnn.archs import create
-    from edgecnn.keras_env import keras
-    from edgecnn.training.transfer import load_backbone
+    from edgecnn.core.keras_env import keras
+    from edgecnn.trainer.transfer import load_backbone
 
     monkeypatch.setenv("HOME", str(tmp_path))
     reference = keras.applications.MobileNetV2(weights=None, include_top=False, alpha=0.35, input_shape=(96, 96, 3))
@@ -78,7 +78,7 @@ def test_imagenet_weights_come_from_keras_cache(tmp_path: Path, monkeypatch) -> 
 
 def test_imagenet_needs_three_channels_and_known_arch() -> None:
     from edgecnn.archs import create
-    from edgecnn.training.transfer import load_backbone
+    from edgecnn.trainer.transfer import load_backbone
 
     with pytest.raises(EdgecnnError, match="ImageNet weights need 3-channel input, the model has 1; add --channels 3"):
         load_backbone(create("mobilenet_v2_035", 5, 96, 1), "mobilenet_v2_035", "imagenet")

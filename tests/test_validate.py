@@ -22,7 +22,7 @@ import pytest
 from ai_edge_litert import schema_py_generated as schema
 
 from edgecnn.cli import main
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.runtime import interpreter
 from edgecnn.runtime.interpreter import TFLiteModel, find_backend
 from edgecnn.runtime.validate import validate_tflite
@@ -358,7 +358,7 @@ def test_a_crash_while_loading_still_says_which_model(tmp_path: Path) -> None:
 
 SILENCED = """
 import ctypes, faulthandler, sys
-from edgecnn.quiet import native_stderr_silenced
+from edgecnn.core.quiet import native_stderr_silenced
 LINE = "edgecnn: error: the TFLite interpreter crashed (SIGNAL) loading m.tflite"
 if sys.argv[1] == "inside":
     with native_stderr_silenced(LINE):

@@ -10,11 +10,11 @@ import pytest
 from conftest import run_cli
 
 from edgecnn.archs import create
-from edgecnn.convert.xnnpack import exact_rewrites
-from edgecnn.keras_env import keras
-from edgecnn.metadata import ModelInfo
+from edgecnn.core.graph import exact_rewrites
+from edgecnn.core.keras_env import keras
+from edgecnn.core.keras_io import save_keras
+from edgecnn.core.metadata import ModelInfo
 from edgecnn.runtime.interpreter import TFLiteModel
-from edgecnn.training.keras_io import save_keras
 
 pytestmark = pytest.mark.tf  # builds Keras models at import: not in the fast lane
 
@@ -71,7 +71,7 @@ def test_int8_keeps_hard_swish_float_so_xnnpack_runs_the_whole_graph(mobilenet_v
 
 
 def test_int8_with_float_hard_swish_matches_keras(mobilenet_v3: Path, tmp_path: Path) -> None:
-    from edgecnn.training.keras_io import load_keras
+    from edgecnn.trainer.load import load_keras
 
     pixels = np.random.default_rng(1).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     _convert(mobilenet_v3, tmp_path / "m.tflite")

@@ -32,11 +32,11 @@ RULES = {
 
 def run_one(arch: str, data: str, epochs: int, batch: int, lr: float, warmup: float, seed: int, out: Path) -> dict:
     """Train, then measure the final model on both halves of the split (clean images)."""
-    from edgecnn.config import TrainConfig
+    from edgecnn.core.config import TrainConfig
     from edgecnn.data import load_split
     from edgecnn.pipelines.train import train
     from edgecnn.tasks import task_of_arch
-    from edgecnn.training.keras_io import load_keras
+    from edgecnn.trainer.load import load_keras
 
     config = TrainConfig(
         arch=arch, data=data, epochs=epochs, batch=batch, lr=lr, warmup_epochs=warmup, seed=seed, out=str(out)

@@ -21,13 +21,13 @@ RESULTS = ROOT / "training" / "results"
 
 def run_recipe(recipe: Path, threads: int) -> dict:
     from edgecnn.benchmarks.latency import benchmark_model
-    from edgecnn.config import load_train_config
+    from edgecnn.core.config import load_train_config
+    from edgecnn.insight.profile import profile_model
     from edgecnn.pipelines.convert import ConvertOptions, convert
     from edgecnn.pipelines.evaluate import evaluate
     from edgecnn.pipelines.train import train
-    from edgecnn.profile import profile_model
     from edgecnn.tasks import task_of_arch
-    from edgecnn.training.keras_io import load_keras
+    from edgecnn.trainer.load import load_keras
 
     config = load_train_config(recipe)
     task = task_of_arch(config.arch)

@@ -16,7 +16,7 @@ from typing import Any
 from edgecnn.archs.common import make_divisible
 from edgecnn.archs.layers import activation as act
 from edgecnn.archs.registry import register
-from edgecnn.keras_env import keras
+from edgecnn.core.keras_env import keras
 
 # He et al. 2015 ("Delving Deep into Rectifiers"): an initialization that keeps the signal's variance through
 # ReLU layers. With Keras' default (Glorot) the variance halves at every layer, so the untrained net outputs

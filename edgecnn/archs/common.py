@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgecnn.keras_env import keras
+from edgecnn.core.keras_env import keras
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:

@@ -40,8 +40,8 @@ from typing import Any
 
 from edgecnn.archs.common import make_divisible
 from edgecnn.archs.registry import register
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import keras
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.keras_env import keras
 
 # (blocks per stage, channels per stage)
 ATTO = ((2, 2, 6, 2), (40, 80, 160, 320))  # timm's convnext_atto

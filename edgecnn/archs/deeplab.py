@@ -36,8 +36,8 @@ from edgecnn.archs.common import make_divisible
 from edgecnn.archs.mobilenet import mobilenet_v2_features
 from edgecnn.archs.registry import register
 from edgecnn.archs.unet import check_classes, check_divisible, conv_bn, segmentation_head, separable_bn, upsample
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import keras
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.keras_env import keras
 
 SKIP_STRIDES = (0, 4, 8)  # 0: no low-level skip (plain DeepLabV3)
 HEAD_WIDTH = 256  # ASPP width in the paper, scaled by alpha here like the backbone

@@ -18,8 +18,8 @@ from typing import Any
 from edgecnn.archs.common import classifier
 from edgecnn.archs.layers import activation as act
 from edgecnn.archs.registry import register
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import keras
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.keras_env import keras
 
 # keras.applications' epsilon; momentum 0.9 for short runs (measured in mobilenet.py)
 BN_EPSILON = 1.001e-5

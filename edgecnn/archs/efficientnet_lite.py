@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from edgecnn.archs.common import classifier, make_divisible
 from edgecnn.archs.mobilenet import BN_MOMENTUM
 from edgecnn.archs.registry import register
-from edgecnn.keras_env import keras
+from edgecnn.core.keras_env import keras
 
 
 class Stage(NamedTuple):

@@ -19,7 +19,7 @@ from typing import Any
 from edgecnn.archs.common import classifier, make_divisible
 from edgecnn.archs.layers import activation as act
 from edgecnn.archs.registry import register
-from edgecnn.keras_env import keras
+from edgecnn.core.keras_env import keras
 
 BN_EPSILON = 1e-3  # torchvision's GoogLeNet
 BN_MOMENTUM = 0.9  # short runs need faster moving statistics (measured in mobilenet.py)

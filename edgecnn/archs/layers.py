@@ -6,7 +6,7 @@ int8 TFLite converter fuses or quantizes well: ``x * relu6(x + 3) / 6`` becomes 
 squeeze-and-excite becomes MEAN -> CONV_2D -> CONV_2D -> (hard-)sigmoid -> MUL.
 
 Keras does not import a custom layer's module when it loads a model, so
-``edgecnn.training.keras_io.load_keras`` imports this one (through the registry) before loading.
+``edgecnn.trainer.load.load_keras`` imports this one (through the registry) before loading.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from edgecnn.archs.common import ACTIVATIONS, make_divisible
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import keras, tf
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.keras_env import keras, tf
 
 GATES = ("hard_sigmoid", "sigmoid")
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from edgecnn.archs.layers import activation as act
 from edgecnn.archs.registry import register
-from edgecnn.keras_env import keras
+from edgecnn.core.keras_env import keras
 
 
 @register(family="lenet", default_size=32, edgetpu=True)

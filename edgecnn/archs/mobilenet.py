@@ -25,7 +25,7 @@ from typing import Any
 from edgecnn.archs.common import classifier, make_divisible
 from edgecnn.archs.layers import HardSwish, SqueezeExcite, activation
 from edgecnn.archs.registry import register
-from edgecnn.keras_env import keras
+from edgecnn.core.keras_env import keras
 
 # keras.applications uses 0.999, tuned for ImageNet-length runs. On digits (450 steps in 10 epochs)
 # 0.999 and even 0.99 leave the moving statistics so far behind that inference-mode accuracy is

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import keras
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.keras_env import keras
 
 # builder(inputs_normalized, num_classes, **options) -> output tensor(s), or Built(outputs, extra)
 Builder = Callable[..., Any]

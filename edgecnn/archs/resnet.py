@@ -21,7 +21,7 @@ from typing import Any
 from edgecnn.archs.common import classifier, make_divisible
 from edgecnn.archs.layers import activation as act
 from edgecnn.archs.registry import register
-from edgecnn.keras_env import keras
+from edgecnn.core.keras_env import keras
 
 # keras.applications' epsilon (so its weights give the same outputs); momentum 0.9 instead of 0.99
 # for the reason measured in mobilenet.py: short runs leave slower moving statistics far behind.

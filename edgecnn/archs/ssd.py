@@ -30,9 +30,9 @@ from edgecnn.archs.common import make_divisible
 from edgecnn.archs.efficientnet_lite import LITE, efficientnet_lite_features
 from edgecnn.archs.mobilenet import BN_MOMENTUM, mobilenet_v2_features, mobilenet_v3_features
 from edgecnn.archs.registry import Built, register
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.keras_env import keras
 from edgecnn.detection.anchors import anchor_config, anchors_per_cell
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import keras
 
 # Output channels of the extra layers, in order (the TF Object Detection API's SSDLite MobileNet v2
 # feature map layout [512, 256, 256, 128]; further levels, at larger inputs, keep 128)

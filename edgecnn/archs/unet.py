@@ -34,8 +34,8 @@ from typing import Any
 from edgecnn.archs.common import make_divisible
 from edgecnn.archs.mobilenet import BN_MOMENTUM, mobilenet_v2_features
 from edgecnn.archs.registry import register
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import keras
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.keras_env import keras
 
 LOGITS = "logits"  # the layer that computes the per-pixel class scores
 PREDICTIONS = "predictions"  # the softmax over them

@@ -21,7 +21,7 @@ from typing import Any
 from edgecnn.archs.common import make_divisible
 from edgecnn.archs.layers import activation as act
 from edgecnn.archs.registry import register
-from edgecnn.keras_env import keras
+from edgecnn.core.keras_env import keras
 
 BN_MOMENTUM = 0.9  # short runs need faster moving statistics (measured in mobilenet.py)
 

@@ -8,7 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgecnn.fileio import atomic_path
+from edgecnn.core.fileio import atomic_path
 
 
 def classification_metrics(probs: np.ndarray, y: np.ndarray, labels: list[str]) -> dict[str, Any]:

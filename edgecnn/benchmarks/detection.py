@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 
 
 def _xywh(boxes: np.ndarray, height: int, width: int) -> np.ndarray:

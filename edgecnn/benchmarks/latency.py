@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.runtime.interpreter import TFLiteModel
 from edgecnn.runtime.open import open_model
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.metadata import ModelInfo
 from edgecnn.data.images import list_images, load_image
 from edgecnn.data.registry import builtins, model_split
-from edgecnn.errors import EdgecnnError
-from edgecnn.metadata import ModelInfo
 
 RANDOM = "random"
 

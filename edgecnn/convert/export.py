@@ -34,11 +34,11 @@ from edgecnn.convert.formats import Format, check_request, get_format, resolve_f
 from edgecnn.convert.nodes import layer_names, nodes_for_layers
 from edgecnn.convert.onnx import DEFAULT_OPSET, keras_to_onnx, tail_nodes
 from edgecnn.convert.onnx_int8 import quantize_qdq
-from edgecnn.convert.tflite import Graph, calibrate, quantize, to_tflite
+from edgecnn.convert.tflite import calibrate, quantize, to_tflite
 from edgecnn.convert.tflite_metadata import Outputs, embed_standard_metadata
-from edgecnn.convert.xnnpack import exact_rewrites
-from edgecnn.errors import EdgecnnError
-from edgecnn.metadata import ModelInfo, embed_tflite_info
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.graph import Graph, exact_rewrites
+from edgecnn.core.metadata import ModelInfo, embed_tflite_info
 
 
 class ExportTask(Protocol):
@@ -104,7 +104,7 @@ def keeps_xnnpack_float(fmt: Format, all_int8: bool) -> bool:
 def tflite_graph(model: Any, task: ExportTask, info: ModelInfo, fmt: Format, all_int8: bool = False) -> Graph:
     """The graph a .tflite row converts: the task's graph of ``model``, with non-overlapping average pools as
     exact depthwise convolutions where the row keeps XNNPACK's float ops float (XNNPACK runs int8 depthwise,
-    not int8 AVERAGE_POOL_2D; :func:`edgecnn.convert.xnnpack.exact_rewrites`)."""
+    not int8 AVERAGE_POOL_2D; :func:`edgecnn.core.graph.exact_rewrites`)."""
     return task.export_graph(exact_rewrites(model) if keeps_xnnpack_float(fmt, all_int8) else model, info)
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.edgetpu.compiler import convert_for_edgetpu
-from edgecnn.errors import EdgecnnError
 
 IO_TYPES = ("uint8", "int8", "float32")  # every --io value some row allows
 
@@ -120,7 +120,7 @@ def _float32(converter: Any, io: str, calib: Any) -> None:
 
 @register_format("float16", "_float16.tflite", "float16 weights, float32 compute (half the size; GPU delegates)")
 def _float16(converter: Any, io: str, calib: Any) -> None:
-    from edgecnn.keras_env import tf  # lazy: the CLI reads this table on the light install
+    from edgecnn.core.keras_env import tf  # lazy: the CLI reads this table on the light install
 
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_types = [tf.float16]
@@ -128,7 +128,7 @@ def _float16(converter: Any, io: str, calib: Any) -> None:
 
 @register_format("dynamic", "_dynamic.tflite", "int8 weights, float activations quantized on the fly")
 def _dynamic(converter: Any, io: str, calib: Any) -> None:
-    from edgecnn.keras_env import tf  # lazy: the CLI reads this table on the light install
+    from edgecnn.core.keras_env import tf  # lazy: the CLI reads this table on the light install
 
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
@@ -142,7 +142,7 @@ def _dynamic(converter: Any, io: str, calib: Any) -> None:
     float_fallback=True,
 )
 def _int8(converter: Any, io: str, calib: Any) -> None:
-    from edgecnn.keras_env import tf  # lazy: the CLI reads this table on the light install
+    from edgecnn.core.keras_env import tf  # lazy: the CLI reads this table on the light install
 
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = calib
@@ -189,7 +189,7 @@ def _edgetpu(converter: Any, io: str, calib: Any) -> None:
     io_note="int16x8 keeps float32 input and output (TFLite's 16x8 mode has no uint8/int8 I/O); drop --io",
 )
 def _int16x8(converter: Any, io: str, calib: Any) -> None:
-    from edgecnn.keras_env import tf  # lazy: the CLI reads this table on the light install
+    from edgecnn.core.keras_env import tf  # lazy: the CLI reads this table on the light install
 
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = calib

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.convert.xnnpack import EDGE_OPS
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import keras
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.keras_env import keras
 from edgecnn.runtime.interpreter import TFLiteModel
 
 

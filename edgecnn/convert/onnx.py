@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.metadata import METADATA_NAME, ModelInfo
-from edgecnn.quiet import native_stderr_silenced
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.metadata import METADATA_NAME, ModelInfo
+from edgecnn.core.quiet import native_stderr_silenced
 
 OPSETS = (13, 18)  # the opsets tf2onnx 1.17 writes (ONNX Runtime >= 1.17 runs them all)
 DEFAULT_OPSET = 17
@@ -52,7 +52,7 @@ def import_converter() -> tuple[Any, Any]:
 
 # ------------------------------------------------------------------------------------ the graphs
 def _input_spec(model: Any) -> Any:
-    from edgecnn.keras_env import tf  # lazy: the CLI reads OPSETS on the light install
+    from edgecnn.core.keras_env import tf  # lazy: the CLI reads OPSETS on the light install
 
     _, h, w, c = model.input_shape
     if h is None or w is None:
@@ -63,7 +63,7 @@ def _input_spec(model: Any) -> Any:
 def plain_function(model: Any, output_name: str) -> Any:
     """The model at batch 1 as it is: (1, H, W, C) pixels -> its output, named ``output_name`` (the task's
     :attr:`~edgecnn.tasks.base.Task.onnx_output`: probabilities, or logits)."""
-    from edgecnn.keras_env import tf  # lazy: as above
+    from edgecnn.core.keras_env import tf  # lazy: as above
 
     return tf.function(
         lambda pixels: {output_name: model(pixels, training=False)}, input_signature=[_input_spec(model)]
@@ -74,10 +74,10 @@ def detection_function(model: Any, info: ModelInfo) -> Any:
     """The detector with its decoding and NMS in standard ops, as ``TFLite_Detection_PostProcess`` computes
     them (box scales and anchors from the record, each anchor's best class, one class-agnostic NMS at the
     record's settings, at most ``max_detections``): the four outputs of the op, in its TF1 order."""
+    from edgecnn.core.keras_env import tf  # lazy: as above
     from edgecnn.detection.anchors import generate_anchors  # lazy: TensorFlow stays off the CLI's path
     from edgecnn.detection.nms import DEFAULT_NMS  # lazy: as above
     from edgecnn.detection.postprocess import plain  # lazy: as above
-    from edgecnn.keras_env import tf  # lazy: as above
 
     extra = plain(info.extra)
     if "anchors" not in extra or "box_scale" not in extra:

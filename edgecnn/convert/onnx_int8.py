@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from edgecnn.convert.onnx import INPUT_NAME, INSTALL
-from edgecnn.errors import EdgecnnError
-from edgecnn.quiet import native_stderr_silenced
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.quiet import native_stderr_silenced
 
 
 def _quantization() -> Any:

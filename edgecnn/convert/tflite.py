@@ -27,39 +27,10 @@ from edgecnn.convert.calibration import representative_dataset
 from edgecnn.convert.formats import Format, get_format
 from edgecnn.convert.nodes import Node, model_nodes
 from edgecnn.convert.xnnpack import quantize_for_xnnpack
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import tf
-from edgecnn.quiet import native_stderr_silenced
-
-
-@dataclass(frozen=True)
-class Graph:
-    """What the converter turns into a .tflite."""
-
-    function: Any  # a concrete function with a static (1, H, W, C) float input
-    variables: Any  # a trackable holding the variables it reads
-    custom_ops: bool = False  # the graph ends in a custom op (the detection postprocess)
-    float_outputs: bool = False  # outputs stay float32 even when the body is int8
-
-
-def trace_batch1(model: Any) -> Any:
-    """A concrete function with a static (1, H, W, C) float input."""
-    spec = tf.TensorSpec([1, *model.input_shape[1:]], tf.float32, name="pixels")
-    return tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-
-
-def variables_only(model: Any) -> Any:
-    """A trackable holding just the model's variables, for the converter's SavedModel step: the .tflite
-    gets the same signature and weights, without the converter tracing every layer's call functions
-    (SSDLite MobileNet v2 0.35: 4 s instead of 25-35 s; measured)."""
-    holder = tf.Module()
-    holder.model_variables = list(model.variables)
-    return holder
-
-
-def keras_graph(model: Any) -> Graph:
-    """The plain graph of a Keras model: its outputs as they are."""
-    return Graph(trace_batch1(model), variables_only(model))
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.graph import Graph, keras_graph
+from edgecnn.core.keras_env import tf
+from edgecnn.core.quiet import native_stderr_silenced
 
 
 def _converter(graph: Graph, fmt: Format, io: str, calib_images: np.ndarray | None, per_tensor: bool) -> Any:

@@ -50,10 +50,10 @@ from typing import Any
 
 import flatbuffers
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import flatbuffer_utils
-from edgecnn.keras_env import tflite_schema as schema
-from edgecnn.metadata import ModelInfo
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.keras_env import flatbuffer_utils
+from edgecnn.core.keras_env import tflite_schema as schema
+from edgecnn.core.metadata import ModelInfo
 from edgecnn.runtime.detect import SIGNATURE_ROLES
 
 METADATA_NAME = "TFLITE_METADATA"
@@ -334,7 +334,7 @@ def _set_entry(model: Any, name: str, data: bytes) -> None:
 
 
 def embed_standard_metadata(model_bytes: bytes, info: ModelInfo, describe: DescribeOutputs) -> bytes:
-    """The .tflite (with edgecnn's record already in, :func:`edgecnn.metadata.embed_tflite_info`: what edgecnn
+    """The .tflite (with edgecnn's record already in, :func:`edgecnn.core.metadata.embed_tflite_info`: what edgecnn
     reads) plus the standard metadata (entry ``TFLITE_METADATA``: what MediaPipe reads) and ``labels.txt`` packed
     after the flatbuffer as a zip archive. One more pass over the flatbuffer: 0.08 s for MobileNetV2's 14 MB."""
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))

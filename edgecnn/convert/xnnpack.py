@@ -28,9 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import keras
-from edgecnn.quiet import native_stderr_silenced
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.quiet import native_stderr_silenced
 from edgecnn.runtime.interpreter import TFLiteModel
 
 # Ops at the model's edges: the uint8 <-> int8 (de)quantization of I/O and the custom detection tail.
@@ -105,51 +104,3 @@ def float_ops(model: TFLiteModel) -> dict[str, int]:
         if op["op_name"] not in EDGE_OPS and outputs and dtypes.get(outputs[0]) == np.float32:
             counts[op["op_name"]] += 1
     return dict(counts)
-
-
-def exact_rewrites(model: Any) -> Any:
-    """The model with its non-overlapping average pools as fixed depthwise convolutions: the same numbers
-    (a k x k pool with stride k is a depthwise k x k kernel of 1/k^2, exact in int8 too: each weight is
-    one int8 code), but XNNPACK runs int8 depthwise and not int8 AVERAGE_POOL_2D.
-
-    Only top-level layers of a functional or sequential model are rewritten; anything else (subclassed
-    models, padded or overlapping pools) is returned as it is.
-    """
-    if not any(_rewritable(layer) for layer in model.layers):
-        return model
-    fresh: dict[str, Any] = {}
-
-    def clone(layer: Any) -> Any:
-        if not _rewritable(layer):
-            return layer  # shared: same weights, nothing copied
-        kh, kw = layer.pool_size
-        fresh[layer.name] = keras.layers.DepthwiseConv2D(
-            (kh, kw),
-            strides=(kh, kw),
-            use_bias=False,
-            trainable=False,
-            # set below; a random initializer would draw from the global random stream, so optimize's next
-            # fine-tuning step would train differently after measuring the int8 file
-            depthwise_initializer="zeros",
-            name=layer.name,
-        )
-        return fresh[layer.name]
-
-    try:
-        rewritten = keras.models.clone_model(model, input_tensors=None, clone_function=clone)
-    except (ValueError, TypeError, NotImplementedError):  # subclassed or otherwise unclonable
-        return model
-    for layer in fresh.values():
-        kernel = layer.get_weights()[0]
-        kh, kw = kernel.shape[:2]
-        layer.set_weights([np.full(kernel.shape, 1.0 / (kh * kw), kernel.dtype)])
-    return rewritten
-
-
-def _rewritable(layer: Any) -> bool:
-    return (
-        isinstance(layer, keras.layers.AveragePooling2D)
-        and tuple(layer.pool_size) == tuple(layer.strides)
-        and layer.padding == "valid"
-        and layer.data_format == "channels_last"
-    )

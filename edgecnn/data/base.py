@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.data.files import ImageFiles, take_images
-from edgecnn.errors import EdgecnnError
 
 Pixels = np.ndarray | ImageFiles
 

@@ -18,10 +18,10 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.data.base import DetectionData
 from edgecnn.data.files import ImageFiles
 from edgecnn.data.images import Header, choose_format, image_header
-from edgecnn.errors import EdgecnnError
 
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _DECODER = json.JSONDecoder()

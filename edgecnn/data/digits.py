@@ -8,8 +8,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.data.base import ImageData
-from edgecnn.errors import EdgecnnError
 
 
 def load_digits(img_size: int) -> ImageData:

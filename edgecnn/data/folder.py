@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.data.base import ImageData
 from edgecnn.data.files import ImageFiles
 from edgecnn.data.images import image_header, list_images
-from edgecnn.errors import EdgecnnError
 
 
 def load_folder(folder: Path, img_size: int, channels: int | None = None) -> ImageData:

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.runtime.image import convert_color, to_model_pixels
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.data.base import SegmentationData
 from edgecnn.data.images import (
     images_by_stem,
@@ -21,7 +22,6 @@ from edgecnn.data.images import (
     sorted_files,
     stack_images,
 )
-from edgecnn.errors import EdgecnnError
 from edgecnn.runtime.segment import palette
 
 IGNORE = 255

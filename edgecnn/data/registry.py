@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.config import SPLITS
+from edgecnn.core.config import SPLITS
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.metadata import ModelInfo
 from edgecnn.data.base import Split
 from edgecnn.data.coco import load_coco
 from edgecnn.data.digits import load_digits
@@ -26,8 +28,6 @@ from edgecnn.data.images import check_size_and_channels, set_channels, warn_skip
 from edgecnn.data.masks import load_mask_folder
 from edgecnn.data.shapes import shapes, shapes_seg
 from edgecnn.data.yolo import find_yaml, load_yolo, looks_like_yolo
-from edgecnn.errors import EdgecnnError
-from edgecnn.metadata import ModelInfo
 
 SPLIT_FILE = "split.json"  # in a run folder: which images the run trained and validated on
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.data.base import DetectionData, SegmentationData
-from edgecnn.errors import EdgecnnError
 
 CLASSES = ["circle", "square", "triangle"]
 CONTENT_SEED = 20240611  # fixed: the pictures never depend on a training run's --seed

@@ -36,7 +36,7 @@ SHUFFLE_WINDOW = 1024  # images a file-cached stream reshuffles over (150 MB at 
 
 
 def _tf() -> Any:
-    from edgecnn.keras_env import tf  # lazy: edgecnn.data is light; only training streams need TensorFlow
+    from edgecnn.core.keras_env import tf  # lazy: edgecnn.data is light; only training streams need TensorFlow
 
     return tf
 
@@ -99,8 +99,8 @@ def decoded(files: ImageFiles, seed: int, shuffle: bool) -> Any:
 
 def _shift_and_zoom(seed: int) -> Any:
     """The classifier's augmentation: the same layers as the in-memory pipeline
-    (:func:`edgecnn.training.fit.make_dataset`), on float batches."""
-    from edgecnn.keras_env import keras  # lazy: as above
+    (:func:`edgecnn.trainer.fit.make_dataset`), on float batches."""
+    from edgecnn.core.keras_env import keras  # lazy: as above
 
     return keras.Sequential(
         [

@@ -31,10 +31,10 @@ import numpy as np
 import yaml
 from tqdm import tqdm
 
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.data.base import DetectionData
 from edgecnn.data.files import ImageFiles
 from edgecnn.data.images import IMAGE_SUFFIXES, choose_format, image_header, images_by_stem, list_images, sorted_files
-from edgecnn.errors import EdgecnnError
 
 EDGE_TOLERANCE = 1e-3  # normalized coordinates this far outside 0..1 are rounding, not a bad box
 FORMAT = "'class x_center y_center width height'"

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 
 ASPECT_RATIOS = (1.0, 2.0, 0.5)
 MIN_SCALE = 0.1

@@ -26,10 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.keras_env import keras, tf
 from edgecnn.detection.targets import IGNORE, assign
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import keras, tf
-from edgecnn.training.fit import learning_rate
 
 FOCAL_ALPHA = 0.25
 FOCAL_GAMMA = 2.0
@@ -104,15 +103,6 @@ def detection_losses() -> list[Any]:
             return self.fn(y_true, y_pred)
 
     return [_Loss(box_loss, "box_loss"), _Loss(focal_loss, "focal_loss")]
-
-
-def compile_detector(model: Any, lr: float, total_steps: int | None) -> None:
-    """Adam at :func:`~edgecnn.training.fit.learning_rate` and the detection loss pair."""
-
-    schedule = learning_rate(lr, total_steps)
-    # global_clipnorm: early focal-loss steps on a fresh head can spike; clipping keeps BN statistics sane
-    optimizer = keras.optimizers.Adam(schedule, global_clipnorm=10.0)
-    model.compile(optimizer=optimizer, loss=detection_losses())
 
 
 def _flip_boxes(boxes: np.ndarray) -> np.ndarray:

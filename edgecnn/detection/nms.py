@@ -13,8 +13,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.detection.targets import decode
-from edgecnn.errors import EdgecnnError
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.convert.tflite import Graph, variables_only
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.graph import Graph, variables_only
+from edgecnn.core.keras_env import tf
 from edgecnn.detection.anchors import generate_anchors
 from edgecnn.detection.nms import DEFAULT_NMS, NmsSettings
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import tf
 from edgecnn.runtime.detect import POSTPROCESS_OP as OP_NAME
 from edgecnn.runtime.detect import SIGNATURE_ROLES
 

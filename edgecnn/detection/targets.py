@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 
 BOX_SCALE = (10.0, 10.0, 5.0, 5.0)
 BACKGROUND = -1  # class target of an anchor that matches nothing

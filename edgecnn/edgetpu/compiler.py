@@ -36,9 +36,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.fileio import check_output_path, ensure_dir, write_bytes
 from edgecnn.edgetpu.check import BAD_TYPE, CheckReport, check_tflite, format_check
-from edgecnn.errors import EdgecnnError
-from edgecnn.fileio import check_output_path, ensure_dir, write_bytes
 
 COMPILER = "edgetpu_compiler"
 COMPILER_ENV = "EDGETPU_COMPILER"  # path to a compiler binary, overriding the PATH lookup

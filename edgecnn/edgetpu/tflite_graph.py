@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.metadata import F32, I32, U8, FlatbufferError, _tflite_bytes, corrupt_model
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.metadata import F32, I32, U8, FlatbufferError, _tflite_bytes, corrupt_model
 from edgecnn.runtime.validate import CUSTOM, TENSOR_TYPES, ModelFile, OpCode, OperatorRecord, TensorRecord, read_model
 
 # ActivationFunctionType enum of schema.fbs.

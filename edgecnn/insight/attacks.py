@@ -23,8 +23,8 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import keras, tf
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.keras_env import keras, tf
 
 PIXEL_MAX = 255.0
 PGD_STEP_FACTOR = 2.5  # Madry et al.: step = 2.5 * eps / steps, so the walk can cross the whole ball

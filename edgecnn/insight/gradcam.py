@@ -3,7 +3,7 @@
 The class logit's gradient with respect to a convolutional map, averaged over space, weights that map's
 channels; their weighted sum, ReLU'd, is the class map. It is then placed on the input pixels where its
 cells look: adjacent cells are one *jump* apart (the product of the strides before the layer, from
-:func:`edgecnn.profile.profile_model`) and centred on the image, which is exact for valid and 'same'
+:func:`edgecnn.insight.profile.profile_model`) and centred on the image, which is exact for valid and 'same'
 padding alike (a plain stretch of LeNet-5's 10x10 map over 32x32 pixels puts it up to 5 pixels off).
 Works on any Keras classifier, a nested backbone's last convolution included
 (:func:`edgecnn.insight.layers.capture`).
@@ -16,10 +16,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from edgecnn.core.keras_env import tf
 from edgecnn.insight.attacks import output_logits
 from edgecnn.insight.layers import capture, gradcam_layer, path_of, spatial_output
-from edgecnn.keras_env import tf
-from edgecnn.profile import profile_model
+from edgecnn.insight.profile import profile_model
 
 
 def gradcam(model: Any, images: np.ndarray, targets: np.ndarray | None, layer: Any = None) -> tuple[np.ndarray, Any]:

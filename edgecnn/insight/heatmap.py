@@ -83,7 +83,7 @@ def mass_ratio(heat: np.ndarray, mask: np.ndarray) -> float:
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    """PNG bytes of a BGR or gray uint8 image (written with the atomic helpers of :mod:`edgecnn.fileio`)."""
+    """PNG bytes of a BGR or gray uint8 image (written with the atomic helpers of :mod:`edgecnn.core.fileio`)."""
     ok, buf = cv2.imencode(".png", image)
     if not ok:
         raise ValueError("OpenCV could not encode the image as PNG")

@@ -13,8 +13,8 @@ import difflib
 from collections.abc import Iterator
 from typing import Any
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import keras
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.keras_env import keras
 
 
 def walk(model: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

@@ -40,8 +40,8 @@ import numpy as np
 
 from edgecnn.convert.nodes import Node, keras_layers, layer_names, nodes_for_layers
 from edgecnn.convert.tflite import Calibrated, quantize
-from edgecnn.keras_env import tf
-from edgecnn.quiet import native_stderr_silenced
+from edgecnn.core.keras_env import tf
+from edgecnn.core.quiet import native_stderr_silenced
 
 # Ops whose int8 output must keep the int8 scale of their input (TFLite's int8 kernels require it): a
 # tensor's bad scale passes through them unchanged to the next layer that computes with it.

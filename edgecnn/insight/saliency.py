@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from edgecnn.core.keras_env import tf
 from edgecnn.insight.attacks import output_logits
-from edgecnn.keras_env import tf
 
 SMOOTH_SAMPLES = 25  # the paper's plots flatten out by 25-50 samples
 SMOOTH_SIGMA = 0.15  # noise level as a fraction of the pixel range (the paper's 10-20%)

@@ -8,10 +8,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.keras_env import tf
 from edgecnn.insight.heatmap import grid
 from edgecnn.insight.layers import capture, is_conv, spatial_output
-from edgecnn.keras_env import tf
 
 TILE = 48  # pixels per filter tile: a 5x5 kernel drawn at ~10x
 MAX_MAPS = 64  # feature-map channels drawn (the first ones); a 1280-channel map would not be readable

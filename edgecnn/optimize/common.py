@@ -4,13 +4,12 @@ compressed size measurements, and the apply-by-clone helper (tfmot's documented 
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import keras
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.keras_env import keras
 
 
 def kernel_layer_types() -> tuple[type, ...]:
@@ -33,19 +32,6 @@ def refuse_if_quantized(model: Any, step: str) -> None:
             f"cannot {step} a quantization-aware model: {step} the float model first, then add --qat "
             "(the steps run in the order distill, prune, cluster, qat)"
         )
-
-
-def clone_wrapping(model: Any, wrap: Callable[[Any], Any], predicate: Callable[[Any], bool]) -> Any:
-    """Clone ``model`` with ``wrap(layer)`` applied to layers where ``predicate`` holds; others are reused."""
-
-    def clone(layer: Any) -> Any:
-        return wrap(layer) if predicate(layer) else layer.__class__.from_config(layer.get_config())
-
-    cloned = keras.models.clone_model(model, clone_function=clone)
-    for src, dst in zip(model.layers, cloned.layers, strict=True):
-        if src.get_weights() and not predicate(src):
-            dst.set_weights(src.get_weights())
-    return cloned
 
 
 def kernels(model: Any) -> list[np.ndarray]:

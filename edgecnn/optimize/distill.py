@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import keras, tf
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.keras_env import keras, tf
 
 EPS = 1e-7
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import keras, tfmot
-from edgecnn.optimize.common import clone_wrapping, kernel_layer_types, refuse_if_quantized
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.graph import clone_wrapping
+from edgecnn.core.keras_env import keras, tfmot
+from edgecnn.optimize.common import kernel_layer_types, refuse_if_quantized
 
 SCHEDULES = ("polynomial", "constant")
 

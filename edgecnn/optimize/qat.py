@@ -40,8 +40,8 @@ from typing import Any
 from edgecnn.archs import layers as edgecnn_layers
 from edgecnn.archs.convnext import layer_scale_class
 from edgecnn.archs.layers import HardSigmoid
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import keras, tf, tfmot
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.keras_env import keras, tf, tfmot
 from edgecnn.optimize.common import is_quantization_aware
 
 # ------------------------------------------------------------------------------------ actions

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from edgecnn.fileio import atomic_path, write_text
+from edgecnn.core.fileio import atomic_path, write_text
 
 
 def markdown(rows: list[Any]) -> str:

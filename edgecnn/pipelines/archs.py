@@ -18,12 +18,12 @@ from tqdm import tqdm
 
 from edgecnn.archs import create
 from edgecnn.archs.registry import get_arch, list_archs
-from edgecnn.fileio import write_text
-from edgecnn.keras_env import keras
+from edgecnn.core.fileio import write_text
+from edgecnn.core.keras_env import keras
+from edgecnn.insight.profile import profile_model
 from edgecnn.pipelines.options import ProfileOptions
-from edgecnn.profile import profile_model
 from edgecnn.tasks import get_task
-from edgecnn.training.keras_io import load_keras
+from edgecnn.trainer.load import load_keras
 
 
 @dataclass

@@ -12,12 +12,12 @@ import os
 from dataclasses import dataclass, field
 
 from edgecnn.benchmarks.latency import BenchmarkResult, benchmark_model
-from edgecnn.config import POSITIVE, Range, opt
-from edgecnn.demo.pipeline import LoopOptions, run_demo
-from edgecnn.demo.sources import open_source
+from edgecnn.core.config import POSITIVE, Range, opt
+from edgecnn.pipelines.demo.loop import LoopOptions, run_demo
 from edgecnn.pipelines.options import DELEGATE, DEVICE, PROVIDER, TASK, THREADS
 from edgecnn.runtime.open import check_runtime_flags, open_model, read_model_info
 from edgecnn.tasks import check_task
+from edgecnn.video.sources import open_source
 
 
 @dataclass(frozen=True)

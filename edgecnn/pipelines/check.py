@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.config import IMAGE_SIZE, Range, check_options, opt
+from edgecnn.core.config import IMAGE_SIZE, Range, check_options, opt
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.metadata import ModelInfo
 from edgecnn.edgetpu.check import CheckReport, check_tflite
 from edgecnn.edgetpu.ops import DEFAULT_RUNTIME
-from edgecnn.errors import EdgecnnError
-from edgecnn.metadata import ModelInfo
 from edgecnn.pipelines.options import CHANNELS, CLASSES
 from edgecnn.tasks import get_task
 
@@ -56,7 +56,7 @@ def check_model(target: str, options: CheckOptions = CheckOptions(edgetpu=True))
     if path.suffix == ".tflite":
         return check_tflite(path, options.runtime)
     if path.suffix in (".keras", ".h5") or path.is_dir():
-        from edgecnn.training.keras_io import load_keras  # lazy: a .tflite is checked without TensorFlow
+        from edgecnn.trainer.load import load_keras  # lazy: a .tflite is checked without TensorFlow
 
         model, info = load_keras(path)
         return check_keras_model(model, info or ModelInfo(), options.runtime, str(path))

@@ -16,22 +16,23 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.config import SPLIT_WORDS
 from edgecnn.convert.calibration import calibration_images
 from edgecnn.convert.export import Exported, check_export, export
 from edgecnn.convert.formats import Format
 from edgecnn.convert.onnx import op_counts
 from edgecnn.convert.xnnpack import float_ops
+from edgecnn.core.config import SPLIT_WORDS
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.fileio import check_output_path, write_bytes
+from edgecnn.core.keras_io import check_keras_path
+from edgecnn.core.metadata import ModelInfo
 from edgecnn.data.registry import model_data
 from edgecnn.edgetpu.compiler import format_convert_report
-from edgecnn.errors import EdgecnnError
-from edgecnn.fileio import check_output_path, write_bytes
-from edgecnn.metadata import ModelInfo
 from edgecnn.pipelines.options import ConvertOptions
 from edgecnn.runtime.interpreter import TFLiteModel
 from edgecnn.runtime.open import open_model
 from edgecnn.tasks import check_task, get_task
-from edgecnn.training.keras_io import check_keras_path, load_keras
+from edgecnn.trainer.load import load_keras
 
 
 @dataclass

@@ -14,10 +14,10 @@ import numpy as np
 from tqdm import tqdm
 
 from edgecnn.benchmarks.accuracy import confusion_png
-from edgecnn.config import SPLIT_WORDS, SPLITS, Range, opt
+from edgecnn.core.config import SPLIT_WORDS, SPLITS, Range, opt
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.metadata import ModelInfo
 from edgecnn.data.registry import model_data
-from edgecnn.errors import EdgecnnError
-from edgecnn.metadata import ModelInfo
 from edgecnn.pipelines.options import DELEGATE, DEVICE, PROVIDER, TASK, THREADS
 from edgecnn.pipelines.robustness import ATTACK_NAMES, attack_options, find_source_keras, format_robustness, robustness
 from edgecnn.runtime.open import check_runtime_flags, open_model
@@ -92,7 +92,7 @@ def evaluate(model_path: str | os.PathLike, options: EvalOptions = EvalOptions()
         with tqdm(total=len(val), desc="eval", unit="img", leave=False, disable=None) as bar:
             metrics = task.evaluate_tflite(model, val, progress=bar.update)
     else:
-        from edgecnn.training.keras_io import load_keras  # lazy: a .tflite is evaluated without TensorFlow
+        from edgecnn.trainer.load import load_keras  # lazy: a .tflite is evaluated without TensorFlow
 
         keras_model, info = load_keras(path)
         if info is None:

@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from edgecnn.config import Range, opt
+from edgecnn.core.config import Range, opt
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.fileio import check_output_dir, ensure_dir, write_bytes, write_text
+from edgecnn.core.metadata import ModelInfo
 from edgecnn.data.images import read_image
-from edgecnn.errors import EdgecnnError
-from edgecnn.fileio import check_output_dir, ensure_dir, write_bytes, write_text
 from edgecnn.insight import heatmap
 from edgecnn.insight.occlusion import occlusion_map
-from edgecnn.metadata import ModelInfo
 from edgecnn.runtime.image import to_model_pixels
 from edgecnn.runtime.interpreter import load_model
 
@@ -166,7 +166,7 @@ def load_for_explain(path: Path, method: Method) -> Loaded:
         )
         return Loaded(path, info, tflite=runner)
     from edgecnn.pipelines.convert import info_from_model  # lazy: TensorFlow stays off the .tflite path
-    from edgecnn.training.keras_io import load_keras  # lazy: as above
+    from edgecnn.trainer.load import load_keras  # lazy: as above
 
     model, info = load_keras(path)
     return Loaded(path, info or info_from_model(model), keras=model)

@@ -23,11 +23,12 @@ import yaml
 from edgecnn.benchmarks.latency import benchmark_model
 from edgecnn.convert.export import export
 from edgecnn.convert.formats import FORMATS, Format
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.fileio import ensure_dir, write_bytes, write_text
+from edgecnn.core.keras_env import keras, seed_everything
+from edgecnn.core.keras_io import check_keras_path, save_keras
+from edgecnn.core.metadata import ModelInfo, read_keras_info
 from edgecnn.data.registry import split_for_model
-from edgecnn.errors import EdgecnnError
-from edgecnn.fileio import ensure_dir, write_bytes, write_text
-from edgecnn.keras_env import keras, seed_everything
-from edgecnn.metadata import ModelInfo, read_keras_info
 from edgecnn.optimize import cluster, prune
 from edgecnn.optimize.common import gzip_size, sparsity, unique_values
 from edgecnn.optimize.distill import DistillConfig, check_compatible, make_distiller
@@ -36,7 +37,7 @@ from edgecnn.optimize.report import write_report
 from edgecnn.pipelines.options import OptimizeConfig
 from edgecnn.runtime.interpreter import TFLiteModel
 from edgecnn.tasks import Task, get_task
-from edgecnn.training.keras_io import check_keras_path, load_keras, save_keras
+from edgecnn.trainer.load import load_keras
 
 
 @dataclass

@@ -1,12 +1,12 @@
 """The option tables of the commands whose pipeline modules import TensorFlow, and the options that
 several commands share.
 
-Each options object is a dataclass whose fields carry ``opt(...)`` metadata (:mod:`edgecnn.config`): the
+Each options object is a dataclass whose fields carry ``opt(...)`` metadata (:mod:`edgecnn.core.config`): the
 CLI builds its flags from these fields, and ``--config`` reads their names as YAML keys. These live here,
 not beside their pipelines, because building the parser (``edgecnn --help``, and the light commands
 ``benchmark``, ``demo``, ``eval`` of a .tflite) must not import TensorFlow; the light pipelines
 (evaluate, benchmark, demo, check, explain) declare theirs beside themselves. ``train``'s table is
-:class:`edgecnn.config.TrainConfig` (a run folder records it).
+:class:`edgecnn.core.config.TrainConfig` (a run folder records it).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from edgecnn.config import FRACTION, IMAGE_SIZE, OPEN_FRACTION, POSITIVE, Range, opt
 from edgecnn.convert.formats import FORMATS, IO_TYPES
 from edgecnn.convert.onnx import DEFAULT_OPSET, OPSETS
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.config import FRACTION, IMAGE_SIZE, OPEN_FRACTION, POSITIVE, Range, opt
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.runtime.interpreter import DELEGATES
 from edgecnn.runtime.onnx import PROVIDERS
 from edgecnn.tasks import TASKS

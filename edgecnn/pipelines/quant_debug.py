@@ -39,10 +39,12 @@ from edgecnn.convert.export import tflite_graph
 from edgecnn.convert.formats import FORMATS, get_format
 from edgecnn.convert.nodes import layer_names, nodes_for_layers
 from edgecnn.convert.tflite import Calibrated, calibrate, quantize
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.fileio import check_output_dir, ensure_dir, write_text
+from edgecnn.core.keras_env import keras
+from edgecnn.core.keras_io import check_keras_path
 from edgecnn.data.files import image_batches
 from edgecnn.data.registry import builtins, split_for_model
-from edgecnn.errors import EdgecnnError
-from edgecnn.fileio import check_output_dir, ensure_dir, write_text
 from edgecnn.insight.layers import find_layer, is_conv
 from edgecnn.insight.quant_debug import (
     ChannelRange,
@@ -54,11 +56,10 @@ from edgecnn.insight.quant_debug import (
     sensitivity,
     weight_sqnr,
 )
-from edgecnn.keras_env import keras
 from edgecnn.pipelines.options import QuantDebugOptions
 from edgecnn.runtime.interpreter import TFLiteModel
 from edgecnn.tasks import get_task
-from edgecnn.training.keras_io import check_keras_path, load_keras
+from edgecnn.trainer.load import load_keras
 
 LOW_SQNR_DB = 20.0  # below this an op's int8 output is noisy beyond rounding (8 bits of rounding: ~40 dB)
 HIGH_RMSE_SCALE = 1.0  # RMSE over scale; pure rounding gives 1/sqrt(12) = 0.29

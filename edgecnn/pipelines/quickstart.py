@@ -15,15 +15,15 @@ import cv2
 import numpy as np
 
 from edgecnn.benchmarks.latency import benchmark_model, format_table
-from edgecnn.config import TrainConfig
+from edgecnn.core.config import TrainConfig
+from edgecnn.core.fileio import atomic_path, ensure_dir, write_text
 from edgecnn.data.registry import load_split
-from edgecnn.demo.pipeline import LoopOptions, run_demo
-from edgecnn.demo.sources import open_source
-from edgecnn.fileio import atomic_path, ensure_dir, write_text
 from edgecnn.pipelines.convert import ConvertOptions, convert, format_report
+from edgecnn.pipelines.demo.loop import LoopOptions, run_demo
 from edgecnn.pipelines.evaluate import EvalOptions, evaluate
 from edgecnn.pipelines.train import train
 from edgecnn.runtime.interpreter import load_model
+from edgecnn.video.sources import open_source
 
 DEFAULT_ARCH = "lenet5"
 DEFAULT_EPOCHS = 20

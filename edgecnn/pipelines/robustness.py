@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.metadata import ModelInfo
 from edgecnn.data.files import image_batches
-from edgecnn.errors import EdgecnnError
-from edgecnn.metadata import ModelInfo
 
 ATTACK_NAMES = ("fgsm", "pgd")  # the keys of edgecnn.insight.attacks.ATTACKS, readable without TensorFlow
 DEFAULT_EPS = 0.1
@@ -72,8 +72,8 @@ def crafted_batches(
     (:class:`~edgecnn.data.files.ImageFiles`): only one batch is decoded and held at a time.
 
     Rounded to whole pixel levels inside the eps ball: at most ``floor(eps * 255)`` levels from the original."""
+    from edgecnn.core.keras_env import tf  # lazy: as above
     from edgecnn.insight.attacks import get_attack  # lazy: attacks need TensorFlow, plain eval does not
-    from edgecnn.keras_env import tf  # lazy: as above
 
     attack = get_attack(options.name)
     tf.random.set_seed(seed)  # PGD's random start: once, so the draws run on across batches
@@ -100,7 +100,7 @@ def robustness(
         raise EdgecnnError(f"--attack measures classifiers; {path} is a {info.task} model")
     crafted_on = path
     if keras_model is None:
-        from edgecnn.training.keras_io import load_keras  # lazy: a .tflite eval without --attack stays light
+        from edgecnn.trainer.load import load_keras  # lazy: a .tflite eval without --attack stays light
 
         crafted_on = find_source_keras(path)
         keras_model, source_info = load_keras(crafted_on)

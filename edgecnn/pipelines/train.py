@@ -23,15 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from edgecnn.archs import create, get_arch
-from edgecnn.config import TrainConfig, to_yaml
+from edgecnn.core.config import TrainConfig, to_yaml
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.fileio import check_output_dir, ensure_dir, write_text
+from edgecnn.core.graph import training_copy
+from edgecnn.core.keras_env import policy, seed_everything
+from edgecnn.core.keras_io import save_keras
+from edgecnn.core.metadata import ModelInfo
 from edgecnn.data.images import warn_skipped
 from edgecnn.data.registry import default_data, load_split
-from edgecnn.errors import EdgecnnError
-from edgecnn.fileio import check_output_dir, ensure_dir, write_text
-from edgecnn.keras_env import seed_everything
-from edgecnn.metadata import ModelInfo
 from edgecnn.tasks import Task, task_of_arch
-from edgecnn.training.checkpoint import (
+from edgecnn.trainer.checkpoint import (
     checkpoint_objects,
     epoch_seed,
     generators_enabled,
@@ -40,14 +42,12 @@ from edgecnn.training.checkpoint import (
     restore_checkpoint,
     save_checkpoint,
 )
-from edgecnn.training.distribute import Placement, make_strategy, shard_by_data
-from edgecnn.training.fit import learning_rate, steps_per_epoch
-from edgecnn.training.keras_io import save_keras
-from edgecnn.training.observe import Progress, Summaries, Throughput, peak_memory
-from edgecnn.training.plots import plot_history
-from edgecnn.training.precision import policy, training_copy
-from edgecnn.training.step import Attack, TrainStep, trainer
-from edgecnn.training.transfer import head_start, load_backbone, resolve_layer_index, set_trainable
+from edgecnn.trainer.distribute import Placement, make_strategy, shard_by_data
+from edgecnn.trainer.fit import learning_rate, steps_per_epoch
+from edgecnn.trainer.observe import Progress, Summaries, Throughput, peak_memory
+from edgecnn.trainer.plots import plot_history
+from edgecnn.trainer.step import Attack, TrainStep, trainer
+from edgecnn.trainer.transfer import head_start, load_backbone, resolve_layer_index, set_trainable
 
 SMALL_INPUT_MAX = 64  # at or below this many pixels a stride-32 ImageNet backbone ends at 2x2 or less
 
@@ -129,7 +129,7 @@ def plan(config: TrainConfig, model: Any) -> list[Phase]:
 @dataclass
 class Models:
     """The model that is saved (float32 policy), the one trained (the same or a mixed-precision copy) and
-    the :class:`~edgecnn.training.step.TrainStep` over the trained one's layers that ``fit`` runs."""
+    the :class:`~edgecnn.trainer.step.TrainStep` over the trained one's layers that ``fit`` runs."""
 
     saved: Any
     trained: Any

@@ -13,15 +13,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.fileio import check_output_dir, ensure_dir, write_bytes, write_text
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.fileio import check_output_dir, ensure_dir, write_bytes, write_text
 from edgecnn.insight.heatmap import encode_png
 from edgecnn.insight.layers import find_layer, first_conv
 from edgecnn.insight.visualize import MAX_MAPS, filter_grid, maps_grid
 from edgecnn.pipelines.convert import info_from_model
 from edgecnn.pipelines.explain import read_pixels
 from edgecnn.pipelines.options import VisualizeOptions
-from edgecnn.training.keras_io import load_keras
+from edgecnn.trainer.load import load_keras
 
 
 @dataclass

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.runtime.classify import Class
 from edgecnn.runtime.classify import classify as run_classifier
 from edgecnn.runtime.detect import Detection

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.runtime.image import prepare
 from edgecnn.runtime.interpreter import DeployedModel, Outputs
 

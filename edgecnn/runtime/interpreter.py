@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.metadata import ModelInfo, _tflite_bytes, corrupt_model, tflite_info
-from edgecnn.quiet import native_stderr_silenced
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.metadata import ModelInfo, _tflite_bytes, corrupt_model, tflite_info
+from edgecnn.core.quiet import native_stderr_silenced
 from edgecnn.runtime.validate import check_record, validate_tflite
 
 # name -> (module, distribution on PyPI)

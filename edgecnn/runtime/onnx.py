@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.metadata import METADATA_NAME, ModelInfo, RecordError
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.metadata import METADATA_NAME, ModelInfo, RecordError
 from edgecnn.runtime.interpreter import Backend, DeployedModel, Outputs, check_threads
 from edgecnn.runtime.validate import check_record
 

@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.metadata import ModelInfo, read_tflite_info
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.metadata import ModelInfo, read_tflite_info
 from edgecnn.runtime.interpreter import DeployedModel, load_model
 from edgecnn.runtime.onnx import PROVIDERS, OnnxModel, read_onnx_info
 

@@ -16,7 +16,7 @@ from functools import cached_property
 import cv2
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.runtime.image import prepare
 from edgecnn.runtime.interpreter import DeployedModel, Outputs
 

@@ -4,7 +4,7 @@ LiteRT's flatbuffer verifier checks that the file is a well-formed flatbuffer, n
 with each other; a model whose operator reads the wrong tensor or -1, whose constant is shorter than its
 shape, whose quantization scale is 0 or whose input is float16 passes it and then kills the process with a
 segfault while loading (XNNPACK's graph analysis), at ``allocate_tensors`` or at the first ``set_tensor``.
-This module reads the whole file with the bounds-checked :class:`~edgecnn.metadata.FlatTable` (the
+This module reads the whole file with the bounds-checked :class:`~edgecnn.core.metadata.FlatTable` (the
 ``flatbuffers``-free reader the Edge TPU check's :mod:`edgecnn.edgetpu.tflite_graph` builds on too; no tensor
 data is copied) and turns each such model into ``corrupt .tflite model: PATH (what); convert it again``:
 
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edgecnn.metadata import (
+from edgecnn.core.metadata import (
     I8,
     I32,
     MODEL_BUFFERS,
@@ -144,7 +144,7 @@ def validate_tflite(data: bytes, path: str | os.PathLike) -> ModelFile:
 
 
 # --------------------------------------------------------------------------------- reading the file
-# Field indices of schema.fbs tables (a field's vtable slot is 4 + 2 * index; Model's buffers: edgecnn.metadata).
+# Field indices of schema.fbs tables (a field's vtable slot is 4 + 2 * index; Model's buffers: edgecnn.core.metadata).
 _MODEL_OPCODES, _MODEL_SUBGRAPHS, _MODEL_SIGNATURES = 1, 2, 7
 _CODE_DEPRECATED, _CODE_CUSTOM, _CODE_VERSION, _CODE_BUILTIN = 0, 1, 2, 3
 _GRAPH_TENSORS, _GRAPH_INPUTS, _GRAPH_OUTPUTS, _GRAPH_OPERATORS = 0, 1, 2, 3

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from edgecnn.archs.unet import PREDICTIONS
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import keras
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.keras_env import keras
 from edgecnn.segmentation.loss import (
     IGNORE,
     make_dataset,

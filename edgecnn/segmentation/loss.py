@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import keras, tf
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.keras_env import keras, tf
 
 IGNORE = 255  # mask value of pixels without a label
 DICE_SMOOTH = 1.0  # added to the Dice numerator and denominator: classes absent from a batch score 1, not 0/0

@@ -8,7 +8,7 @@ models and runs the demo through the same objects.
 
 from __future__ import annotations
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.tasks.base import Task, check_task
 from edgecnn.tasks.classify import ClassifyTask
 from edgecnn.tasks.detect import DetectTask

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.metadata import ModelInfo
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.metadata import ModelInfo
 from edgecnn.runtime.interpreter import DeployedModel, Outputs
 
 Progress = Callable[[int], None] | None
@@ -70,8 +70,8 @@ class Task:
         return model
 
     def export_graph(self, model: Any, info: ModelInfo) -> Any:
-        """The :class:`~edgecnn.convert.tflite.Graph` the converter turns into a .tflite (TF)."""
-        from edgecnn.convert.tflite import keras_graph  # lazy: conversion imports TensorFlow
+        """The :class:`~edgecnn.core.graph.Graph` the converter turns into a .tflite (TF)."""
+        from edgecnn.core.graph import keras_graph  # lazy: conversion imports TensorFlow
 
         return keras_graph(self.deployable(model))
 

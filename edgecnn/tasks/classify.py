@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 
 from edgecnn.benchmarks.accuracy import classification_metrics
+from edgecnn.core.metadata import ModelInfo
 from edgecnn.data.files import map_batches, streamed
-from edgecnn.demo.overlay import draw_classes
-from edgecnn.metadata import ModelInfo
 from edgecnn.runtime.classify import Class, read_classes
 from edgecnn.runtime.interpreter import DeployedModel, Outputs
 from edgecnn.tasks.base import Progress, Task
+from edgecnn.video.overlay import draw_classes
 
 
 class ClassifyTask(Task):
@@ -22,7 +22,7 @@ class ClassifyTask(Task):
     onnx_output = "probabilities"
 
     def compile(self, model: Any, info: ModelInfo, lr: float, total_steps: int | None) -> None:
-        from edgecnn.training.fit import compile_model  # lazy: TensorFlow stays off the light path
+        from edgecnn.trainer.fit import compile_model  # lazy: TensorFlow stays off the light path
 
         compile_model(model, lr, total_steps, int(model.output_shape[-1]))
 
@@ -31,7 +31,7 @@ class ClassifyTask(Task):
             from edgecnn.data.stream import classify_stream  # lazy: TensorFlow stays off the light path
 
             return classify_stream(data, batch, seed, augment and train, train)
-        from edgecnn.training.fit import make_dataset  # lazy: TensorFlow stays off the light path
+        from edgecnn.trainer.fit import make_dataset  # lazy: TensorFlow stays off the light path
 
         return make_dataset(data.x, data.y, batch, seed, augment and train, train)
 

@@ -14,15 +14,15 @@ from typing import Any
 import numpy as np
 
 from edgecnn.benchmarks.detection import coco_map
+from edgecnn.core.metadata import ModelInfo
 from edgecnn.data.files import image_batches, streamed
-from edgecnn.demo.overlay import draw_detections
 from edgecnn.detection.anchors import generate_anchors
 from edgecnn.detection.nms import DEFAULT_NMS, postprocess
 from edgecnn.detection.targets import iou
-from edgecnn.metadata import ModelInfo
 from edgecnn.runtime.detect import Detection, read_detections, read_objects
 from edgecnn.runtime.interpreter import DeployedModel, Outputs
 from edgecnn.tasks.base import Progress, Task
+from edgecnn.video.overlay import draw_detections
 
 
 def _anchors(info: ModelInfo) -> tuple[np.ndarray, list[float]]:
@@ -36,7 +36,7 @@ class DetectTask(Task):
     reference_classes = 90  # COCO
 
     def compile(self, model: Any, info: ModelInfo, lr: float, total_steps: int | None) -> None:
-        from edgecnn.detection.loss import compile_detector  # lazy: TensorFlow stays off the light path
+        from edgecnn.trainer.fit import compile_detector  # lazy: TensorFlow stays off the light path
 
         compile_detector(model, lr, total_steps)
 

@@ -7,11 +7,11 @@ from typing import Any
 import numpy as np
 
 from edgecnn.benchmarks.segmentation import segmentation_metrics
-from edgecnn.demo.overlay import draw_segmentation
-from edgecnn.metadata import ModelInfo
+from edgecnn.core.metadata import ModelInfo
 from edgecnn.runtime.interpreter import DeployedModel, Outputs
 from edgecnn.runtime.segment import Segmentation, read_segmentation
 from edgecnn.tasks.base import Progress, Task
+from edgecnn.video.overlay import draw_segmentation
 
 
 class SegmentTask(Task):
@@ -24,9 +24,9 @@ class SegmentTask(Task):
     dice_weight = 1.0
 
     def compile(self, model: Any, info: ModelInfo, lr: float, total_steps: int | None) -> None:
-        from edgecnn.keras_env import keras  # lazy: TensorFlow stays off the light path
+        from edgecnn.core.keras_env import keras  # lazy: TensorFlow stays off the light path
         from edgecnn.segmentation.loss import segmentation_loss  # lazy: as above
-        from edgecnn.training.fit import learning_rate  # lazy: as above
+        from edgecnn.trainer.fit import learning_rate  # lazy: as above
 
         model.compile(keras.optimizers.Adam(learning_rate(lr, total_steps)), segmentation_loss(self.dice_weight))
 

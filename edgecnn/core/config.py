@@ -17,13 +17,13 @@ from typing import Any, TypeVar
 
 import yaml
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 
 SPLITS = ("val", "train", "all")  # the parts of a dataset a model is measured on (edgecnn.data.registry)
 SPLIT_WORDS = {"val": "validation images", "train": "training images", "all": "images (the whole set)"}
 MIN_IMG, MAX_IMG = 16, 2048  # input sizes edgecnn trains and profiles (an architecture may need more)
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies a run trains under
-LR_SCALING_RULES = ("none", "linear", "sqrt")  # edgecnn.training.distribute.LR_SCALING
+LR_SCALING_RULES = ("none", "linear", "sqrt")  # edgecnn.trainer.distribute.LR_SCALING
 
 
 T = TypeVar("T")

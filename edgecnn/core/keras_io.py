@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import zipfile
 from pathlib import Path
 from typing import Any
 
-from edgecnn.archs import list_archs
-from edgecnn.errors import EdgecnnError
-from edgecnn.fileio import atomic_path
-from edgecnn.keras_env import keras
-from edgecnn.metadata import ModelInfo, read_keras_info, write_keras_info
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.fileio import atomic_path
+from edgecnn.core.metadata import ModelInfo, write_keras_info
 
 KERAS_SUFFIXES = (".keras", ".h5")
 
@@ -32,21 +29,6 @@ def check_keras_path(path: str | os.PathLike) -> Path:
     return path
 
 
-def load_keras(path: str | os.PathLike) -> tuple[Any, ModelInfo | None]:
-    """The model and its edgecnn record; a corrupt or foreign file is a one-line user error."""
-
-    path = check_keras_path(path)
-
-    list_archs()  # imports every family so their custom layers are registered for deserialization
-    try:
-        with _qat_scope() if is_qat_file(path) else contextlib.nullcontext():
-            model = keras.models.load_model(path, compile=False)
-    except Exception as exc:  # Keras raises many types (OSError, ValueError, KeyError, TypeError)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise EdgecnnError(f"cannot load Keras model {path}: {first}") from exc
-    return model, read_keras_info(path)
-
-
 # Class names a quantization-aware model's config holds (tfmot's wrappers; edgecnn's QAT layers subclass them)
 QAT_CLASSES = (b'"QuantizeWrapperV2"', b'"QuantizeLayer"', b'"QuantizeAnnotate"')
 
@@ -59,12 +41,6 @@ def is_qat_file(path: Path) -> bool:
     with zipfile.ZipFile(path) as archive:
         config = archive.read("config.json") if "config.json" in archive.namelist() else b""
     return any(name in config for name in QAT_CLASSES)
-
-
-def _qat_scope() -> contextlib.AbstractContextManager:
-    from edgecnn.optimize.qat import qat_scope  # lazy: tfmot is imported only for a quantization-aware model
-
-    return qat_scope()
 
 
 def save_keras(model: Any, path: str | os.PathLike, info: ModelInfo) -> Path:

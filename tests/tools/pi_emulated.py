@@ -10,9 +10,9 @@ that the host's venv (which has TensorFlow) prepares. It prints one table: step,
 the reason of a failure. Exit status: 0 every step passed, 1 a step failed, 2 it cannot run here (one
 line says why and what to do), 3 nothing failed but some steps need piwheels.org (armhf only).
 
-    sudo python3 demo/pi_emulated.py                 # arm64, root folder cached in /var/cache/edgecnn-pi
-    sudo python3 demo/pi_emulated.py --arch armhf    # 32-bit Raspberry Pi OS
-    sudo python3 demo/pi_emulated.py --install-only  # the install checks only (no models, no commands)
+    sudo python3 tests/tools/pi_emulated.py                 # arm64, root folder cached in /var/cache/edgecnn-pi
+    sudo python3 tests/tools/pi_emulated.py --arch armhf    # 32-bit Raspberry Pi OS
+    sudo python3 tests/tools/pi_emulated.py --install-only  # the install checks only (no models, no commands)
 
 What emulation shows: that the install resolves to wheels for the board's CPU, that they import and run
 (as a Cortex-A72, the Raspberry Pi 4's core, which lacks the dot-product instructions of newer cores),
@@ -46,7 +46,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_CACHE = "/var/cache/edgecnn-pi"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 PYPI = "https://pypi.org/simple/pip/"
@@ -318,13 +318,13 @@ def prepare(out: Path) -> None:
     import numpy as np
 
     from edgecnn.archs import create, get_arch
+    from edgecnn.core.keras_env import keras
+    from edgecnn.core.keras_io import save_keras
+    from edgecnn.core.metadata import ModelInfo
     from edgecnn.data.registry import load_split
     from edgecnn.data.shapes import CLASSES, shapes, shapes_seg
-    from edgecnn.keras_env import keras
-    from edgecnn.metadata import ModelInfo
     from edgecnn.pipelines.evaluate import EvalOptions, evaluate
     from edgecnn.pipelines.quickstart import write_clip
-    from edgecnn.training.keras_io import save_keras
 
     out.mkdir(parents=True, exist_ok=True)
     cli = [sys.executable, "-m", "edgecnn"]

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from edgecnn.keras_env import keras, tf
+from edgecnn.core.keras_env import keras, tf
 
 Attack = Callable[[Any, Any, Any, float, int], Any]  # attack(model, x 0..255, y ids, eps 0..1, steps) -> x_adv
 

@@ -29,8 +29,8 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
+from edgecnn.core.errors import EdgecnnError
 from edgecnn.data.images import IMAGE_SUFFIXES, list_images
-from edgecnn.errors import EdgecnnError
 
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0)  # waits before retries 1, 2, 3, 4; later retries wait the last
 DEFAULT_RETRIES = 5

@@ -18,9 +18,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.fileio import atomic_path
-from edgecnn.keras_env import keras, tf
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.fileio import atomic_path
+from edgecnn.core.keras_env import keras, tf
 
 CHECKPOINT = "checkpoint.zip"
 _PREFIX = "state"  # tf.train.Checkpoint file prefix inside the archive
@@ -33,7 +33,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 def random_generators(model: Any) -> dict[str, Any]:
     """The tf.random.Generator of every layer that draws random numbers in training (dropout, built with the
-    TF generator enabled: :func:`edgecnn.training.checkpoint.generators_enabled`), by position and name.
+    TF generator enabled: :func:`edgecnn.trainer.checkpoint.generators_enabled`), by position and name.
     Keras keeps these out of ``model.weights`` and checkpoints, so they are checkpointed here."""
     found = {}
     for i, layer in enumerate(model.submodules):

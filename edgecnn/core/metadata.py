@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from edgecnn import __version__
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 
 METADATA_NAME = "edgecnn"
 KERAS_ENTRY = "edgecnn.json"
@@ -317,8 +317,8 @@ def tflite_info(data: bytes, path: str | os.PathLike) -> ModelInfo | None:
 
 def embed_tflite_info(model_bytes: bytes, info: ModelInfo) -> bytes:
     """Return the .tflite flatbuffer with ``info`` in its metadata table (needs TensorFlow)."""
-    from edgecnn.keras_env import flatbuffer_utils  # lazy: writing is conversion time; reading stays light
-    from edgecnn.keras_env import tflite_schema as schema  # lazy: as above
+    from edgecnn.core.keras_env import flatbuffer_utils  # lazy: writing is conversion time; reading stays light
+    from edgecnn.core.keras_env import tflite_schema as schema  # lazy: as above
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_bytes))
     buffer = schema.BufferT()

@@ -2,7 +2,7 @@
 
 tensorflow-model-optimization only supports Keras 2, so every model is a ``tf_keras`` model and
 ``TF_USE_LEGACY_KERAS=1`` must be set before TensorFlow is first imported. Everything else does
-``from edgecnn.keras_env import keras, tf, tfmot`` (and the .tflite flatbuffer writer); nothing
+``from edgecnn.core.keras_env import keras, tf, tfmot`` (and the .tflite flatbuffer writer); nothing
 imports TensorFlow, keras or tfmot directly.
 """
 
@@ -13,8 +13,11 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.quiet import native_stderr_silenced
+import contextlib
+from collections.abc import Iterator
+
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.quiet import native_stderr_silenced
 
 try:
     with native_stderr_silenced():
@@ -40,6 +43,17 @@ def seed_everything(seed: int) -> None:
     process (benchmarks/quant_debug.py's candidate): determinism switched on by the train, not the seed."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+
+
+@contextlib.contextmanager
+def policy(name: str) -> Iterator[None]:
+    """The global Keras dtype policy ``name`` inside the block; the previous one after it."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 __all__ = ["flatbuffer_utils", "keras", "seed_everything", "tf", "tflite_schema", "tfmot"]

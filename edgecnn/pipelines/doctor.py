@@ -38,16 +38,16 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.config import opt
+from edgecnn.core.config import opt
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.quiet import native_stderr_silenced
 from edgecnn.edgetpu.compiler import find_compiler
-from edgecnn.errors import EdgecnnError
-from edgecnn.quiet import native_stderr_silenced
 from edgecnn.runtime.interpreter import EDGETPU_LIBRARY, find_backend
 from edgecnn.runtime.onnx import PROVIDERS
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 PYTHON_RANGE = ((3, 10), (3, 12))  # pyproject: requires-python >=3.10,<3.13
-DATA = Path(__file__).resolve().parent / "edgetpu" / "data"
+DATA = Path(__file__).resolve().parents[1] / "edgetpu" / "data"
 INT8_MODEL, FLOAT_MODEL = DATA / "doctor_int8.tflite", DATA / "doctor_float.tflite"
 CAMERA_INDICES = (0, 1, 2, 3)
 CAMERA_TIMEOUT_S = 1.5  # per camera; a probe that hangs is abandoned (daemon thread)

@@ -28,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgecnn.errors import EdgecnnError
+from edgecnn.core.errors import EdgecnnError
 
 JPEG_QUALITY = 80
 STREAM_FPS = 30  # the most a viewer's stream sends: a browser needs no more, and JPEGs cost CPU the loop needs

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from edgecnn.keras_env import keras, tf
+from edgecnn.core.keras_env import keras, tf
 
 Pair = tuple[int, int]
 

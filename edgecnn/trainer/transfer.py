@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import keras
-from edgecnn.training.keras_io import load_keras
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.keras_env import keras
+from edgecnn.trainer.load import load_keras
 
 # Layers from which on a model is "head": the pooling/flatten that ends the feature extractor.
 HEAD_START = ("pool", "flatten")

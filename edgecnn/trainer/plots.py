@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecnn.fileio import atomic_path
+from edgecnn.core.fileio import atomic_path
 
 
 def _panels(history: dict[str, list[float]]) -> list[str]:

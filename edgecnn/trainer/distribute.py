@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edgecnn.errors import EdgecnnError
-from edgecnn.keras_env import tf
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.keras_env import tf
 
 # The factor the learning rate is multiplied by, from k = global batch / --batch (replicas x accumulate).
 LR_SCALING: dict[str, Callable[[int], float]] = {

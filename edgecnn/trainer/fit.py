@@ -1,6 +1,6 @@
 """Training primitives the tasks compile and feed models with: the learning-rate schedule, the
 classification loss and its tf.data pipeline. The run itself is :mod:`edgecnn.pipelines.train`; where it
-runs (devices, workers) is :mod:`edgecnn.training.distribute`.
+runs (devices, workers) is :mod:`edgecnn.trainer.distribute`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from edgecnn.keras_env import keras, tf
+from edgecnn.core.keras_env import keras, tf
+from edgecnn.detection.loss import detection_losses
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, batch: int, seed: int, augment: bool, train: bool) -> Any:
@@ -74,3 +75,12 @@ def set_bn_statistics(model: Any, images: np.ndarray) -> None:
     model(images.astype(np.float32), training=True)
     for bn, momentum in zip(bns, saved, strict=True):
         bn.momentum = momentum
+
+
+def compile_detector(model: Any, lr: float, total_steps: int | None) -> None:
+    """Adam at :func:`~edgecnn.trainer.fit.learning_rate` and the detection loss pair."""
+
+    schedule = learning_rate(lr, total_steps)
+    # global_clipnorm: early focal-loss steps on a fresh head can spike; clipping keeps BN statistics sane
+    optimizer = keras.optimizers.Adam(schedule, global_clipnorm=10.0)
+    model.compile(optimizer=optimizer, loss=detection_losses())

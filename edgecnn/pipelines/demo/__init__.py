@@ -6,14 +6,14 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from edgecnn.config import FRACTION, Range, opt
-from edgecnn.demo.live import parse_address
-from edgecnn.demo.pipeline import VIDEO_SUFFIXES, LoopOptions, run_demo
-from edgecnn.demo.sources import DEFAULT_RETRIES, open_source
-from edgecnn.fileio import check_output_path
+from edgecnn.core.config import FRACTION, Range, opt
+from edgecnn.core.fileio import check_output_path
+from edgecnn.pipelines.demo.loop import VIDEO_SUFFIXES, LoopOptions, run_demo
 from edgecnn.pipelines.options import DELEGATE, DEVICE, PROVIDER, TASK, THREADS
 from edgecnn.runtime.open import check_runtime_flags, open_model
 from edgecnn.tasks import check_task, get_task
+from edgecnn.video.live import parse_address
+from edgecnn.video.sources import DEFAULT_RETRIES, open_source
 
 
 @dataclass(frozen=True)

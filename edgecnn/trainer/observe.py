@@ -15,7 +15,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from edgecnn.keras_env import keras, tf
+from edgecnn.core.keras_env import keras, tf
 
 
 def current_lr(optimizer: Any) -> float:

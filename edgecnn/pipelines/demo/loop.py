@@ -31,15 +31,15 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edgecnn.demo.live import start_live_view
-from edgecnn.demo.memory import keep_frame_buffers
-from edgecnn.demo.overlay import draw_hud, draw_status
-from edgecnn.demo.sources import Source, SourceStatus
-from edgecnn.errors import EdgecnnError
-from edgecnn.fileio import atomic_path
+from edgecnn.core.errors import EdgecnnError
+from edgecnn.core.fileio import atomic_path
 from edgecnn.runtime.image import to_model_pixels
 from edgecnn.runtime.interpreter import Outputs, TFLiteModel
 from edgecnn.tasks import Task, get_task
+from edgecnn.video.live import start_live_view
+from edgecnn.video.memory import keep_frame_buffers
+from edgecnn.video.overlay import draw_hud, draw_status
+from edgecnn.video.sources import Source, SourceStatus
 
 _STOP = object()
 
@@ -291,7 +291,7 @@ def run_demo(
     # cores: the loop's threads already overlap the stages, so OpenCV runs each call on its caller's thread.
     cv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
-    keep_frame_buffers()  # no page faults on every frame-sized buffer (edgecnn.demo.memory)
+    keep_frame_buffers()  # no page faults on every frame-sized buffer (edgecnn.video.memory)
     # A thread that wants the GIL waits up to the switch interval (5 ms by default) while another runs
     # Python code: the inference thread, back from invoke, would sit idle for up to a frame's time.
     switch_interval = sys.getswitchinterval()
