@@ -7,6 +7,7 @@
 - :mod:`~edgecnn.insight.heatmap`: overlays and grids as images (numpy + OpenCV, light).
 - :mod:`~edgecnn.insight.visualize`: first-layer filters and feature maps.
 - :mod:`~edgecnn.insight.quant_debug`: per-layer float-vs-int8 error, named by Keras layer.
+- :mod:`~edgecnn.insight.profile`: per-layer shapes, parameters, MACs, receptive field and memory.
 
 This file imports nothing, so the light modules stay importable without TensorFlow.
 """

@@ -1,1 +1,3 @@
-"""The camera demo: threaded capture -> inference -> overlay, headless or windowed. No TensorFlow."""
+"""Video blocks, no TensorFlow: frame sources (cameras, files, image folders), overlays drawn on frames,
+the live MJPEG view for headless boards, and the frame-buffer memory setting. The demo loop that runs
+them with a model is :mod:`edgecnn.pipelines.demo`."""
