@@ -1,4 +1,6 @@
-"""Loading and saving tf_keras models with edgecnn's custom layers and metadata."""
+"""Keras model files: checking a path given for one, telling a quantization-aware file, and saving a model
+with its edgecnn record inside. Loading needs every architecture's custom layers registered, so it sits
+above the blocks that define them: :func:`edgecnn.trainer.load.load_keras`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Training a single-shot detector with Keras ``compile``/``fit``: the loss pair and the tf.data pipeline.
+"""Training a single-shot detector with Keras ``compile``/``fit``: the loss pair and the tf.data pipeline
+(the optimizer around them is :func:`edgecnn.trainer.fit.compile_detector`).
 
 Losses (Lin et al., 2017, "Focal Loss for Dense Object Detection"): sigmoid focal loss (alpha 0.25,
 gamma 2) over every non-ignored anchor and class, and Huber (smooth L1, delta 1) over the 4 box

@@ -1,5 +1,6 @@
 """What the optimization steps share: which layers carry prunable/clusterable kernels, sparsity and
-compressed size measurements, and the apply-by-clone helper (tfmot's documented pattern)."""
+compressed size measurements. The apply-by-clone helper (tfmot's documented pattern) is
+:func:`edgecnn.core.graph.clone_wrapping`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """Training primitives the tasks compile and feed models with: the learning-rate schedule, the
-classification loss and its tf.data pipeline. The run itself is :mod:`edgecnn.pipelines.train`; where it
+classification loss and its tf.data pipeline, and the detector's compile (its losses are
+:mod:`edgecnn.detection.loss`). The run itself is :mod:`edgecnn.pipelines.train`; where it
 runs (devices, workers) is :mod:`edgecnn.trainer.distribute`.
 """
 
@@ -78,7 +79,7 @@ def set_bn_statistics(model: Any, images: np.ndarray) -> None:
 
 
 def compile_detector(model: Any, lr: float, total_steps: int | None) -> None:
-    """Adam at :func:`~edgecnn.trainer.fit.learning_rate` and the detection loss pair."""
+    """Adam at :func:`learning_rate` and the detection loss pair (:func:`~edgecnn.detection.loss.detection_losses`)."""
 
     schedule = learning_rate(lr, total_steps)
     # global_clipnorm: early focal-loss steps on a fresh head can spike; clipping keeps BN statistics sane

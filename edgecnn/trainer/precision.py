@@ -8,6 +8,8 @@ softmax) kept in float32 for a numerically sound loss. Loss scaling (mixed_float
 
 The model that is saved and exported is the float32-policy original, which shares nothing with the copy
 but receives its trained weights (the variables are float32 in both): no float16 cast can reach a .tflite.
+The copy is :func:`edgecnn.core.graph.training_copy` (a clone_model rewrite), under
+:func:`edgecnn.core.keras_env.policy`.
 """
 
 from __future__ import annotations
