@@ -16,6 +16,8 @@ from edgecnn.core.metadata import ModelInfo
 from edgecnn.runtime.interpreter import TFLiteModel
 from edgecnn.trainer.fit import set_bn_statistics
 
+pytestmark = pytest.mark.tf  # builds and converts Keras models
+
 CALIB = 24  # calibration images: enough for stable ranges, few enough to stay fast
 
 
