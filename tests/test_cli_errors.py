@@ -123,13 +123,14 @@ def test_random_calibration_needs_asking_and_warns(digits_run: Path, tmp_path: P
 
 
 def test_no_partial_output_when_conversion_fails(digits_run: Path, tmp_path: Path, monkeypatch) -> None:
+    from edgecnn.convert import export as export_path
     from edgecnn.core.errors import EdgecnnError
     from edgecnn.pipelines import convert as conv
 
     def boom(*args, **kwargs):
         raise EdgecnnError("simulated failure")
 
-    monkeypatch.setattr(conv, "embed_tflite_info", boom)
+    monkeypatch.setattr(export_path, "embed_tflite_info", boom)  # fails after the converter, before the write
     with pytest.raises(EdgecnnError, match="simulated failure"):
         conv.convert(digits_run / "model.keras", tmp_path / "x.tflite", conv.ConvertOptions(format="float32"))
     assert list(tmp_path.iterdir()) == []
