@@ -152,7 +152,10 @@ def test_segmenter_matches_keras(tmp_path: Path) -> None:
     assert logits.shape == (6, 64, 64, len(val.labels))
     exp = np.exp(logits - logits.max(-1, keepdims=True))
     assert float(np.abs(exp / exp.sum(-1, keepdims=True) - probs).max()) <= SEGMENTER_TOLERANCE
-    np.testing.assert_array_equal(logits.argmax(-1), probs.argmax(-1))
+    top2 = np.sort(probs, -1)[..., -2:]
+    clear = (top2[..., 1] - top2[..., 0]) > 2 * SEGMENTER_TOLERANCE  # an untrained model has near-ties
+    assert clear.mean() > 0.99
+    np.testing.assert_array_equal(logits.argmax(-1)[clear], probs.argmax(-1)[clear])
 
 
 def convert_cli(capsys, *args: str) -> tuple[int, str, str]:
