@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -49,8 +50,20 @@ def test_refuses_a_normal_user_in_one_line():
     if os.geteuid() == 0:  # drop to nobody, as a user without sudo would run it
         if shutil.which("setpriv") is None:
             pytest.skip("setpriv (util-linux) is needed to drop root")
-        argv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *argv]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd="/")
+        # nobody may not be able to read the checkout (a clone in `mktemp -d` is 0700) nor its venv: the script
+        # (standard library only) is copied to a folder anyone can read and run by the base interpreter.
+        public = Path(tempfile.mkdtemp(prefix="edgecnn-pi-"))
+        public.chmod(0o755)
+        script = Path(shutil.copy(SCRIPT, public / SCRIPT.name))
+        script.chmod(0o644)
+        python = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+        drop = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        argv = [*drop, str(python), str(script), "--arch", "arm64"]
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd="/")
+    finally:
+        if os.geteuid() == 0:
+            shutil.rmtree(public, ignore_errors=True)
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stdout == ""
     lines = result.stderr.splitlines()
