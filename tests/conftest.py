@@ -112,31 +112,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [item for item in items if item not in dropped]
-    items.sort(key=_heavy_first)  # stable: the order inside a file is kept
-
-
-# The files whose tests take longest here (pytest --durations), longest first. xdist hands files to workers in
-# collection order, so starting these first keeps one long file from running alone at the end (longest
-# processing time first). Only the schedule depends on this list: a file missing from it still runs.
-HEAVY_FIRST = (
-    "test_docs.py",
-    "test_detect_e2e.py",
-    "test_segment_e2e.py",
-    "test_qat.py",
-    "test_onnx.py",
-    "test_pipeline.py",
-    "test_edgetpu.py",
-    "test_export_path.py",
-    "test_detect.py",
-    "test_segment.py",
-    "test_optimize.py",
-    "test_xnnpack.py",
-)
-
-
-def _heavy_first(item: pytest.Item) -> int:
-    name = item.path.name
-    return HEAVY_FIRST.index(name) if name in HEAVY_FIRST else len(HEAVY_FIRST)
 
 
 @pytest.fixture(autouse=True)
