@@ -145,20 +145,31 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> sub
 
 # Runs the CLI in a fresh interpreter where importing tensorflow (or keras) raises, then checks
 # sys.modules as well: the command must both succeed and leave no TensorFlow module loaded.
-LIGHT_PROBE = """
+# TF_BLOCK goes first in a ``python -c`` program, TF_LEAK_CHECK last (it prints LEAKED [...]).
+TF_BLOCK = """
 import sys
 class Block:
     def find_spec(self, name, path=None, target=None):
         if name.split('.')[0] in ('tensorflow', 'tf_keras', 'keras'):
             raise ImportError('blocked: ' + name)
 sys.meta_path.insert(0, Block())
-from edgecnn.cli import main
-rc = main(sys.argv[1:])
+"""
+TF_LEAK_CHECK = """
 leaked = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras'))
 print('LEAKED', leaked)
+"""
+LIGHT_PROBE = (
+    TF_BLOCK
+    + """
+from edgecnn.cli import main
+rc = main(sys.argv[1:])
+"""
+    + TF_LEAK_CHECK
+    + """
 print('ONNXRUNTIME', 'onnxruntime' in sys.modules)
 sys.exit(rc if not leaked else 99)
 """
+)
 
 
 def run_light_cli(*args: str) -> subprocess.CompletedProcess:

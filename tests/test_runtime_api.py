@@ -20,24 +20,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import tf_fixture
+from conftest import TF_BLOCK, TF_LEAK_CHECK, tf_fixture
 
 import edgecnn.runtime
 
 SHAPES = 64  # the detector's and segmenter's input size
 FRAME_HW = (200, 300)  # frames are larger than the models' inputs and not square: the API resizes
-BLOCK = """
-import sys
-class Block:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('tensorflow', 'tf_keras', 'keras'):
-            raise ImportError('blocked: ' + name)
-sys.meta_path.insert(0, Block())
-"""
-LEAK_CHECK = """
-leaked = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras'))
-print('LEAKED', leaked)
-"""
 
 
 def docstring_example() -> str:
@@ -55,7 +43,7 @@ def docstring_example() -> str:
 def run_light(code: str, cwd: Path) -> subprocess.CompletedProcess:
     """Run ``code`` in a fresh interpreter where importing TensorFlow raises, then report leaked modules."""
     result = subprocess.run(
-        [sys.executable, "-c", BLOCK + code + LEAK_CHECK], capture_output=True, text=True, cwd=cwd, timeout=300
+        [sys.executable, "-c", TF_BLOCK + code + TF_LEAK_CHECK], capture_output=True, text=True, cwd=cwd, timeout=300
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "LEAKED []" in result.stdout, result.stdout
