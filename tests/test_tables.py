@@ -8,7 +8,7 @@ import argparse
 import pytest
 
 from edgecnn.cli import build_parser
-from edgecnn.convert.formats import FORMATS
+from edgecnn.convert.formats import FORMATS, resolve_format
 from edgecnn.data.registry import BUILTINS, LAYOUTS, builtins, default_data
 from edgecnn.runtime.interpreter import DELEGATES
 from edgecnn.tasks import TASKS
@@ -25,7 +25,12 @@ def _option(parser: argparse.ArgumentParser, flag: str) -> argparse.Action:
 
 def test_convert_flags_are_the_formats_table() -> None:
     flags = {a.const for a in _subparser("convert")._actions if a.dest == "format"}
-    assert flags == set(FORMATS) and "edgetpu" in FORMATS
+    tflite_rows = {name for name, fmt in FORMATS.items() if fmt.backend == "tflite"}
+    assert flags == tflite_rows and {"edgetpu", "int16x8"} <= tflite_rows
+    # the .onnx rows have one spelling: --onnx with a precision flag
+    assert {resolve_format(fmt.quantization, onnx=True) for fmt in FORMATS.values() if fmt.backend == "onnx"} == {
+        name for name, fmt in FORMATS.items() if fmt.backend == "onnx"
+    }
 
 
 @pytest.mark.parametrize("command", ["eval", "benchmark", "demo"])

@@ -4,8 +4,8 @@ Every file edgecnn writes (.tflite and .onnx) is one row; :func:`edgecnn.convert
 function that turns a model into a row's bytes. A .tflite row is a small registered function that configures
 the ``TFLiteConverter`` (plus, where a format needs it, a step on the written file); an .onnx row names its
 backend and precision. Nothing dispatches on flag positions or model names. The CLI builds its format flags
-from this table (``--int8``, ``--int16x8``, ``--onnx-int8``; ``--onnx --int8`` resolves to the same row through
-:func:`resolve_format`), so this module stays importable without TensorFlow.
+from this table (``--int8``, ``--int16x8``; an .onnx row is ``--onnx`` plus its precision, ``--onnx --int8``,
+through :func:`resolve_format`), so this module stays importable without TensorFlow.
 """
 
 from __future__ import annotations

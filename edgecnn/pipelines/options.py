@@ -43,8 +43,9 @@ CLASSES = opt("output classes, for an architecture name", range=Range(1))
 
 
 def format_flags() -> dict[str, str]:
-    """``convert``'s format flags (--int8, --float16, ...): one per row of the formats table."""
-    return {name: fmt.help for name, fmt in FORMATS.items()}
+    """``convert``'s format flags (--int8, --float16, ...): one per .tflite row of the formats table. The .onnx
+    rows are reached by ``--onnx`` with a precision flag (``--onnx --int8``), one spelling per row."""
+    return {name: fmt.help for name, fmt in FORMATS.items() if fmt.backend == "tflite"}
 
 
 # ------------------------------------------------------------------------------------------ tables
